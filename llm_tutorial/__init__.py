@@ -5,6 +5,7 @@
 True
 """
 
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -67,3 +68,22 @@ __all__ = [
     "tokenize",
     "version_banner",
 ]
+
+# Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
+# ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
+_LAZY_MODULES = ("scoring", "measure", "generation", "sampling", "capture", "tokens", "chat")
+
+
+def __getattr__(name: str):
+    for module_name in _LAZY_MODULES:
+        try:
+            module = _importlib.import_module(f".{module_name}", __name__)
+        except ModuleNotFoundError as error:
+            if error.name == f"{__name__}.{module_name}":
+                continue
+            raise
+        if name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
