@@ -247,13 +247,23 @@ assert got.contains("`max_length` is ignored") and len(ignored["input_ids"][0]) 
 
 # %% [markdown]
 # Truncation keeps the start (`truncation_side="right"`, the default) and cuts the end: cutting a
-# chat prompt that way removes the question you asked. Check `tokenizer.truncation_side` before you
-# rely on it.
+# chat prompt that way removes the question you asked. Unlike `padding_side`, `truncation_side`
+# cannot be given per call: the call accepts it and **silently ignores** it, as it silently ignores
+# any keyword it does not know, typos included. Set it on the tokenizer instead:
 
 # %%
 print("truncation_side:", tokenizer.truncation_side)
-cut_left = tokenizer(long_text, max_length=3, truncation_side="left")["input_ids"]
-print(tokenizer.decode(cut_left))
+with lt.capture() as got:
+    per_call = tokenizer(long_text, max_length=3, truncation_side="left")["input_ids"]
+    typo = tokenizer(texts, paddding=True)["input_ids"]  # three d's: no padding, no error
+print("per call:         ", tokenizer.decode(per_call), "| messages:", got)
+print("typo'd padding:   ", [len(row) for row in typo])
+assert per_call == tokenizer.encode(long_text)[:3] and not got.messages
+assert len({len(row) for row in typo}) > 1
+
+left_tokenizer = lt.load_tokenizer(truncation_side="left")
+cut_left = left_tokenizer(long_text, max_length=3)["input_ids"]
+print("on the tokenizer: ", left_tokenizer.decode(cut_left))
 assert cut_left == tokenizer.encode(long_text)[-3:]
 
 # %% [markdown]
