@@ -92,10 +92,11 @@ assert same.encode(sample) == tokenizer.encode(sample) and not got.messages
 # simply load it.)
 
 # %%
-from huggingface_hub import constants
+from huggingface_hub import constants, try_to_load_from_cache
 
 hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
-print("HF_HUB_OFFLINE =", constants.HF_HUB_OFFLINE)
+cached = isinstance(try_to_load_from_cache(hub_id, "tokenizer_config.json"), str)
+print("HF_HUB_OFFLINE =", constants.HF_HUB_OFFLINE, "| in the local cache:", cached)
 try:
     AutoTokenizer.from_pretrained(hub_id, revision="main")
     hub_reachable = True
@@ -111,7 +112,7 @@ except lt.ModelNotFoundError as error:
     fix = lines.index("How to fix it:")
     print("\n".join([lines[0], "...", *lines[fix:]]))  # (the lines in between name local paths)
 if constants.HF_HUB_OFFLINE:
-    assert not hub_reachable, "offline, yet the Hub id loaded: it must be in the local cache"
+    assert hub_reachable == cached  # offline, the cache is all there is
 
 # %% [markdown]
 # ## 2. Text to ids: `encode` vs `tokenizer(...)`
@@ -131,7 +132,7 @@ assert encoding["attention_mask"] == [1] * len(ids)
 
 # %% [markdown]
 # Each id is a row of the vocabulary. `convert_ids_to_tokens` shows the vocabulary strings: the
-# `Ġ` is how this vocabulary writes a space (section 4 explains why). `lt.show_tokens` shows the
+# `Ġ` is how this vocabulary writes a space (section 5 explains why). `lt.show_tokens` shows the
 # same as coloured spans with their ids (hover a span to see its vocabulary string); `print`
 # gives the plain-text form, with spaces drawn as `·`.
 
@@ -153,7 +154,8 @@ with_special = tokenizer.encode(text, add_special_tokens=True)
 without = tokenizer.encode(text, add_special_tokens=False)
 added = [tokenizer.convert_ids_to_tokens(i) for i in with_special if i in tokenizer.all_special_ids]
 print("tokens added by add_special_tokens=True:", added)
-assert all(i in with_special for i in without)  # the text's own ids are always there
+extra = len(with_special) - len(without)
+assert any(with_special[k: k + len(without)] == without for k in range(extra + 1))  # the text's ids, untouched
 if EMBEDDED:
     assert with_special == without  # this tokenizer adds nothing: no bos, no eos
 
@@ -282,12 +284,12 @@ assert tokenizer.decode(batch["input_ids"][1]) == tokenizer.batch_decode(batch["
 # pad and a real eos are the same id: only the attention mask tells them apart.
 # `skip_special_tokens=True` removes every special token, wherever it is. That is what you want for
 # showing an answer (the seed recommends it, rightly), and what you must avoid when you need the
-# exact text back (section 5).
+# exact text back (section 7).
 #
 # ## 4. Special tokens
-# Special tokens are vocabulary entries that never come out of ordinary text: they mark the
-# beginning or end of a sequence, padding, or roles in a chat. Read them from the tokenizer, never
-# hard-code them: they differ from model to model.
+# Special tokens are vocabulary entries that BPE never builds from ordinary words: each is matched
+# only as its exact string. They mark the beginning or end of a sequence, padding, or roles in a
+# chat. Read them from the tokenizer, never hard-code them: they differ from model to model.
 
 # %%
 for role in ("bos", "eos", "pad", "unk"):
@@ -302,7 +304,8 @@ if EMBEDDED:
 
 # %% [markdown]
 # Besides these four roles a tokenizer can hold more *added* tokens, matched whole in the text
-# before anything else happens. This one has a few, from the code data the model was trained on:
+# before anything else happens. This one has a few more, named after markup for code, GitHub and
+# Jupyter data:
 
 # %%
 added_tokens = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
@@ -311,8 +314,7 @@ assert set(tokenizer.all_special_ids) <= set(added_tokens)
 
 # %% [markdown]
 # The *unknown* token is for text the vocabulary cannot represent. A byte-level vocabulary (next
-# section) has a token for each of the 256 possible bytes, so it can spell anything and never needs
-# `unk`:
+# section) spells text from byte tokens, so it has no use for `unk`, even on text like this:
 
 # %%
 odd = "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃ ∮ \x00 \u200b 한국어 العربية"
@@ -357,17 +359,50 @@ def byte_level_alphabet() -> dict[int, str]:
 byte_to_char = byte_level_alphabet()
 char_to_byte = {c: b for b, c in byte_to_char.items()}
 print("space ->", byte_to_char[ord(" ")], "| newline ->", byte_to_char[ord("\n")], "| 0xE3 ->", byte_to_char[0xE3])
-vocab = tokenizer.get_vocab()
-in_vocab = sum(char in vocab for char in byte_to_char.values())
-print(f"{in_vocab} of the 256 byte characters are tokens of their own")
 
 
 def piece_bytes(piece: str) -> bytes:
     return bytes(char_to_byte[c] for c in piece)
 
 
+assert all(piece_bytes(p) == lt.token_bytes(p) for p in ["Ġworld", "Ċ", "ãģ«"])  # hand-written == library
+
+# %% [markdown]
+# A byte-level vocabulary *should* hold all 256 single bytes as tokens, so that any text can be
+# spelled. Check this one:
+
+# %%
+import unicodedata
+
+vocab = tokenizer.get_vocab()
+missing = [b for b, char in byte_to_char.items() if char not in vocab]
+print(f"{256 - len(missing)} of 256 bytes are tokens; missing: {' '.join(f'{b:02x}' for b in missing)}")
+
+every_character = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000)
+utf8_bytes = set(every_character.encode("utf-8"))
+never_in_utf8 = [b for b in missing if b not in utf8_bytes]
+unassigned_planes = [b for b in missing if b in (0xF1, 0xF2)]  # lead bytes of U+40000..U+BFFFF
+controls = [b for b in missing if b < 0x20]
+print("never in UTF-8:", len(never_in_utf8), "| lead bytes of unassigned planes:", len(unassigned_planes),
+      "| ASCII control characters:", [f"{b:02x}" for b in controls])
+assert all(unicodedata.category(chr(i)) == "Cn" for i in range(0x40000, 0xC0000))  # nothing assigned there
 if EMBEDDED:
-    assert in_vocab == 256  # every byte is spellable, which is why unk is never needed
+    assert len(missing) == 21 and len(never_in_utf8) == 13 and len(unassigned_planes) == 2
+    assert sorted(never_in_utf8 + unassigned_planes + controls) == missing
+
+# %% [markdown]
+# Not quite: 21 bytes have no token. 13 of them can never occur in UTF-8 text and 2 only start
+# characters in planes where Unicode has assigned nothing, so they do not matter. The other 6 are
+# ASCII control characters that ordinary text does not contain, and they are **silently dropped**:
+# no `unk`, no warning.
+
+# %%
+dropped = f"a{chr(controls[0])}b" if controls else "ab"
+with lt.capture() as got:
+    dropped_ids = tokenizer.encode(dropped, add_special_tokens=False)
+print(repr(dropped), "->", tokenizer.convert_ids_to_tokens(dropped_ids), "->", repr(tokenizer.decode(dropped_ids)),
+      "| messages:", got)
+assert tokenizer.decode(dropped_ids) == "ab" and tokenizer.unk_token_id not in dropped_ids and not got.messages
 
 # %% [markdown]
 # Now Japanese. 「こんにちは」 is 5 characters, and each is 3 bytes in UTF-8. This English-centric
@@ -440,8 +475,8 @@ if EMBEDDED:
 view_ja
 
 # %% [markdown]
-# Why so few merges for Japanese? The merges were learnt from the training data, which for this
-# model is mostly English text and code. Count the vocabulary entries that contain any kana or
+# Why so few merges for Japanese? The merges were learnt from the tokenizer's training text, and
+# the vocabulary shows how little Japanese that held. Count the entries that contain any kana or
 # kanji at all:
 
 # %%
@@ -514,8 +549,10 @@ print(f"all five: {ja_en:.2f}x the tokens, {counts['Japanese']['tokens_per_char'
 if EMBEDDED:
     assert all(r > 2 for r in ratios)  # every sentence costs more than twice as much in Japanese
     assert counts["Japanese"]["tokens_per_char"] > 1 > 0.5 > counts["English"]["tokens_per_char"]
-    assert counts["Python code"]["tokens_per_char"] < 0.5  # code is cheap: the model saw plenty
+    assert counts["Python code"]["tokens_per_char"] < 0.5  # code costs about what English costs per character
     assert counts["Japanese"]["bytes_per_token"] < 2 < 3 < counts["English"]["bytes_per_token"]
+    assert 2.5 < ja_en < 3.5  # "about three times", used below and in the recap
+    assert round(counts["Japanese"]["tokens_per_char"], 1) == 1.7 and round(counts["English"]["tokens_per_char"], 2) == 0.25
 
 # %%
 import matplotlib.pyplot as plt
@@ -532,19 +569,21 @@ for ax in axes:
         ax.annotate(f"{bar.get_height():.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom")
     ax.set_ylim(0, max(b.get_height() for b in ax.patches) * 1.2)
-fig.suptitle(f"Token cost per language ({lt.describe_model()})")
+fig.suptitle(f"Token cost per language, {lt.describe_model()}")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # The same request costs this model about three times as many tokens in Japanese: three times the
 # context window, and three times the generation steps (and time) for an answer of the same length.
-# A model whose vocabulary was trained on Japanese text has many more Japanese merges and a much
-# smaller gap: the cost is a property of the tokenizer, not of the language.
+# The cost comes from the vocabulary (89 Japanese entries out of 49152), not from the language:
+# every merge a vocabulary has for Japanese spells the same text with fewer tokens, so compare
+# tokenizers with `lt.count_tokens` before choosing a model for Japanese.
 #
 # ## 7. The round trip: `decode(encode(x)) == x`
-# Byte-level BPE loses nothing: every byte is kept, so decoding the ids gives the exact text back,
-# whitespace, emoji, accents and all. Check it on texts that break weaker tokenizers:
+# Byte-level BPE keeps every byte it has a token for, which (section 5) is every byte ordinary text
+# contains, so decoding the ids gives the exact text back: whitespace, emoji, accents and all.
+# Check it on texts that break weaker tokenizers:
 
 # %%
 round_trip = {
@@ -565,16 +604,22 @@ for name, original in round_trip.items():
 
 # %% [markdown]
 # The family emoji 👩‍👩‍👧 is one symbol on screen, 5 code points for Python (three people joined by
-# two zero-width joiners), 18 bytes, and 13 tokens for this model:
+# two zero-width joiners), 18 bytes, and 13 tokens for this model, not one of them a whole
+# character:
 
 # %%
 family = "👩‍👩‍👧"
 print(len(family), "code points,", len(family.encode("utf-8")), "bytes,", len(tokenizer.encode(family)), "tokens")
-print(lt.show_tokens(tokenizer, family))
+family_view = lt.show_tokens(tokenizer, family)
+print(family_view)
 assert len(family) == 5 and len(family.encode("utf-8")) == 18
+if EMBEDDED:
+    assert len(family_view) == 13 and all(t.fragment for t in family_view)
 
 # %% [markdown]
-# Two ways to lose the round trip anyway:
+# Three ways to lose the round trip anyway:
+# - a byte with no token is dropped (section 5: here 6 control characters, e.g. `"a\x04b"` comes
+#   back as `"ab"`);
 # - `skip_special_tokens=True` also removes special-token text that was part of the input;
 # - `clean_up_tokenization_spaces=True` (meant for old WordPiece tokenizers) would delete the space
 #   in `"Hello , world"`. transformers 5 refuses to apply it to a BPE tokenizer, with a warning.
@@ -633,7 +678,7 @@ if EMBEDDED:
     assert injected not in with_system  # your own system message replaces it
 
 # %% [markdown]
-# That matters: the model answers as "SmolLM" unless you pass your own system message, and the
+# That matters: the model is told it is "SmolLM" unless you pass your own system message, and the
 # default costs tokens in every prompt. With `tokenize=True` (the default), you get ids; in
 # transformers 5 as a `BatchEncoding` with `input_ids` and `attention_mask` (`return_dict=False`
 # gives the plain list). The template already contains its special tokens, so text you render
@@ -643,6 +688,7 @@ if EMBEDDED:
 # %%
 chat_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
 print(type(chat_ids).__name__, list(chat_ids))
+assert set(chat_ids) == {"input_ids", "attention_mask"}
 assert chat_ids["input_ids"] == tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
 assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False) == chat_ids["input_ids"]
 assert lt.chat_inputs(tokenizer, messages)["input_ids"][0].tolist() == chat_ids["input_ids"]  # the package helper
@@ -666,6 +712,12 @@ print(llama2_prompt)
 print(repr(llama2_view))
 special_in_llama2 = [t.text for t in llama2_view if t.special]
 print("special tokens in it:", special_in_llama2)
+same_through_template = tokenizer.apply_chat_template(
+    [{"role": "system", "content": system_ja}, {"role": "user", "content": user_ja}],
+    add_generation_prompt=True, return_dict=False,
+)
+print(f"the same conversation through the chat template: {len(same_through_template)} tokens, "
+      f"{sum(i in tokenizer.all_special_ids for i in same_through_template)} of them special")
 
 # %% [markdown]
 # For this model, every one of those tokens is ordinary text: `<s>`, `[INST]`, `<<SYS>>` are
@@ -689,7 +741,8 @@ if EMBEDDED:
 # %% [markdown]
 # Why the difference? Before BPE runs, the tokenizer looks for its *added tokens* (section 4) in
 # the text and cuts them out whole; everything else goes through BPE. `<|im_start|>` is in that
-# list, `[INST]` is not, so `[INST]` is just four characters to this model. The second seed
+# list, `[INST]` is not, so `[INST]` is six ordinary characters to this model, spelled with three
+# ordinary tokens. The second seed
 # article says "`[INST]` and `[SYS]` are not special tokens (probably)": for this tokenizer,
 # confirmed; whether a marker is special is written in each tokenizer's `added_tokens_decoder`, so
 # look it up rather than guess.
@@ -726,6 +779,7 @@ llama2_en = tokenizer(f"<s>[INST] <<SYS>>\n{system_en}\n<</SYS>>\n\n{user_en} [/
                       add_special_tokens=False, return_tensors="pt").to(model.device)
 with torch.inference_mode():
     output = model.generate(**llama2_en, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+# generate returns prompt + answer: keep only the new tokens (the seed's `[token_ids.size(1):]`)
 llama2_answer = tokenizer.decode(output[0, llama2_en["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 print("chat template:\n ", template_answer)
@@ -743,10 +797,11 @@ if EMBEDDED:
 
 # %% [markdown]
 # Through its own template the model answers in fluent sentences (whose facts a 135M-parameter
-# model gets partly wrong: Fuji is one volcano, not a "range"). In a format it was never trained
-# on, it falls into a loop. The prompt format is part of the model: use `apply_chat_template`,
+# model gets partly wrong: Fuji is one volcano, not a "range"). In a format that is not its own,
+# it falls into a loop. The prompt format is part of the model: use `apply_chat_template`,
 # never a format copied from another model's tutorial.
-#
+
+# %% [markdown]
 # ## Recap
 # - `AutoTokenizer.from_pretrained` takes a Hub id or a local folder; `revision` pins a Hub
 #   version (branch, tag or commit) and is ignored for folders. Offline, a Hub id loads only from
@@ -758,14 +813,17 @@ if EMBEDDED:
 # - `decode` / `batch_decode` keep special tokens unless `skip_special_tokens=True`.
 # - Special tokens (bos, eos, pad, unk and the chat markers) are read from the tokenizer; here pad
 #   is eos, and no bos is added.
-# - Byte-level BPE spells any text from 256 byte tokens plus merges; an English-centric vocabulary
-#   has few Japanese merges, so Japanese costs about 3x the tokens of the same English content
-#   (1.7 tokens per character vs 0.25), and a token may hold part of a character.
-# - `decode(encode(x)) == x` holds for any text, but not after `skip_special_tokens=True`.
+# - Byte-level BPE spells text from byte tokens plus merges (this vocabulary lacks 21 bytes and
+#   silently drops 6 control characters). An English-centric vocabulary has few Japanese merges,
+#   so Japanese costs about 3x the tokens of the same English content (1.7 tokens per character
+#   vs 0.25), and a token may hold part of a character.
+# - `decode(encode(x)) == x` holds for ordinary text (Japanese and emoji included), but not after
+#   `skip_special_tokens=True`, nor for a byte the vocabulary lacks.
 # - `apply_chat_template(..., add_generation_prompt=True)` writes the model's own format, here
 #   with a default system prompt; `[INST]` is plain text to this model, `<|im_start|>` one special
 #   token. The wrong format makes the model loop.
-#
+
+# %% [markdown]
 # ## Exercises
 # **1.** Which of the 46 basic hiragana (あ to ん) is a single token in this vocabulary? What is the
 # most tokens one hiragana can cost, and why can it never be more with a byte-level vocabulary?
@@ -777,10 +835,12 @@ cost = {h: len(tokenizer.encode(h, add_special_tokens=False)) for h in hiragana}
 single = [h for h, n in cost.items() if n == 1]
 print("single tokens:", "".join(single), f"({len(single)} of 46)")
 print("most tokens for one hiragana:", max(cost.values()))
-# A hiragana is 3 UTF-8 bytes and every byte has its own token: at most 3 tokens.
+# A hiragana is 3 UTF-8 bytes, and the bytes it needs have tokens: never more than 3 tokens.
+# Here it is at most 2, because the common first two bytes (e3 81, e3 82) were merged into tokens.
 assert all(len(h.encode("utf-8")) == 3 for h in hiragana)
 assert max(cost.values()) <= 3
 if EMBEDDED:
+    assert max(cost.values()) == 2 and all(byte_to_char[0xE3] + byte_to_char[b] in vocab for b in (0x81, 0x82))
     assert single == [h for h in hiragana if h in japanese_entries]
 
 # %% [markdown]
@@ -797,11 +857,21 @@ for n in range(1, 11):
         clean.append(n)
         assert request_ja.startswith(decoded)
 print("clean cuts at n =", clean)
-# Truncation counts tokens, not characters: a cut between two tokens of one character leaves
-# that character's first bytes, which decode to U+FFFD. It is clean exactly when the last kept
-# token is not a fragment.
-fragments = [t.fragment for t in lt.show_tokens(tokenizer, request_ja)]
-assert clean == [n for n in range(1, 11) if not fragments[n - 1]]
+# Truncation counts tokens, not characters: a cut between two tokens of one character keeps
+# only that character's first bytes, which decode to U+FFFD. The cut is clean exactly when the
+# kept bytes are whole UTF-8 characters.
+request_pieces = tokenizer.convert_ids_to_tokens(tokenizer.encode(request_ja, add_special_tokens=False))
+
+
+def whole_characters(n: int) -> bool:
+    try:
+        b"".join(lt.token_bytes(p) for p in request_pieces[:n]).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+assert clean == [n for n in range(1, 11) if whole_characters(n)]
 assert len(clean) < 10
 
 # %% [markdown]
@@ -833,3 +903,5 @@ if EMBEDDED:
         conversation, add_generation_prompt=True, return_dict=False
     )
     print(by_hand)
+else:
+    print("this solution writes the embedded model's format (ChatML); read your model's template instead")

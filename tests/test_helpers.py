@@ -1,0 +1,83 @@
+"""setup_notebook, seeding, the banner, the chat helpers and the command line."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llm_tutorial as lt
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return lt.load_tokenizer()
+
+
+def test_setup_notebook_prints_a_banner_and_fixes_threads(capsys, monkeypatch):
+    monkeypatch.setenv("LLM_TUTORIAL_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        banner = lt.setup_notebook(seed=3)
+        assert torch.get_num_threads() == 1
+        assert capsys.readouterr().out.strip() == banner
+        for part in ("llm-tutorial", "torch", "transformers", "threads 1", "model "):
+            assert part in banner
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_seeding_is_reproducible():
+    lt.set_seed(7)
+    first = torch.rand(3)
+    lt.set_seed(7)
+    assert torch.equal(first, torch.rand(3))
+
+
+@pytest.mark.parametrize(("value", "error"), [("0", ValueError), ("two", ValueError)])
+def test_bad_thread_count(monkeypatch, value, error):
+    monkeypatch.setenv("LLM_TUTORIAL_THREADS", value)
+    with pytest.raises(error, match="LLM_TUTORIAL_THREADS"):
+        lt.setup_notebook()
+
+
+def test_bad_seed_and_threads():
+    with pytest.raises(TypeError, match="seed"):
+        lt.set_seed("0")
+    with pytest.raises(ValueError, match="threads"):
+        lt.setup_notebook(threads=0)
+
+
+def test_chat_inputs_end_where_the_answer_begins(tokenizer):
+    inputs = lt.chat_inputs(tokenizer, "Hi", system="Be brief.")
+    text = tokenizer.decode(inputs["input_ids"][0])
+    assert "Be brief." in text and "Hi" in text
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+    generation_prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}],
+                                                      add_generation_prompt=True, tokenize=False)
+    plain_prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    suffix = generation_prompt[len(plain_prompt):]
+    assert suffix and text.endswith(suffix)
+
+
+def test_chat_inputs_reject_bad_questions(tokenizer):
+    with pytest.raises(ValueError, match="question"):
+        lt.chat_inputs(tokenizer, "   ")
+    with pytest.raises(TypeError, match="question"):
+        lt.chat_inputs(tokenizer, 42)
+
+
+def test_ask_rejects_bad_lengths(tokenizer):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        lt.ask(None, tokenizer, "Hi", max_new_tokens=0)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'not_a_helper'"):
+        _ = lt.not_a_helper
+
+
+def test_command_line_info():
+    result = subprocess.run([sys.executable, "-m", "llm_tutorial", "info"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "cache folder:" in result.stdout and "SmolLM2-135M-Instruct" in result.stdout
