@@ -363,7 +363,7 @@ def next_token_table(tokenizer, logits, k: int = 10, *, prompt: str | None = Non
         raise ValueError(f"k must be an int between 1 and the vocabulary size {vocab}, not {k!r}")
     logits = logits.detach().float().cpu()
     logprobs = torch.log_softmax(logits, dim=-1)
-    probs = logprobs.exp()
+    probs = torch.softmax(logits, dim=-1)
     entropy = float(-(probs * logprobs).nan_to_num().sum())
     top = torch.topk(probs, k)  # ties: torch's order
     ids = top.indices.tolist()
@@ -399,7 +399,7 @@ def next_token_distribution(model, tokenizer, prompt, k: int = 10):
         if mask is None:
             last = [input_ids.shape[1] - 1] * input_ids.shape[0]
         else:
-            last = (mask.shape[1] - 1 - mask.flip(-1).argmax(-1)).tolist()
+            last = (mask.shape[1] - 1 - mask.long().flip(-1).argmax(-1)).tolist()
         texts, batch = [None] * input_ids.shape[0], input_ids.shape[0] > 1
     else:
         texts, batch = _texts(prompt, "prompt")
