@@ -46,9 +46,12 @@ def test_house_style(path):
                      for o in code[0]["outputs"])
     assert "transformers" in banner and "torch" in banner, "the version banner is printed"
     headings = [source(c) for c in cells if c["cell_type"] == "markdown"]
-    assert any(h.lstrip().startswith("## Recap") for h in headings), "a recap"
+    def has_heading(text, title):
+        return any(line.startswith(f"## {title}") for line in text.splitlines())
+
+    assert any(has_heading(h, "Recap") for h in headings), "a recap"
     exercises = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
-                 and source(c).lstrip().startswith("## Exercises")]
+                 and has_heading(source(c), "Exercises")]
     assert exercises, "exercises at the end"
     solutions = [c for c in cells[exercises[0]:] if c["cell_type"] == "code"
                  and "solution" in c["metadata"].get("tags", [])]
