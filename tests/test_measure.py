@@ -1,0 +1,333 @@
+"""Tests for llm_tutorial.measure: bytes, quantization constants, parameter counts, generation
+timing and next-token comparisons."""
+
+import math
+import time
+
+import pytest
+import torch
+
+import llm_tutorial as lt
+
+TEXT = "The cat sat on the mat because it was tired."
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return lt.load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lt.load_model()
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    """A tiny random Llama (untied head) saved to a folder, to quantize with bitsandbytes."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def quantized(folder, **options):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    with lt.capture():  # bitsandbytes logs machine-dependent messages on import
+        return AutoModelForCausalLM.from_pretrained(
+            folder, quantization_config=BitsAndBytesConfig(**options), dtype=torch.bfloat16,
+            device_map={"": "cpu"}).eval()
+
+
+# --- timer -------------------------------------------------------------------------------------
+
+def test_timer_measures_the_block():
+    with lt.timer() as t:
+        assert math.isnan(t.seconds)
+        time.sleep(0.05)
+    assert 0.04 < t.seconds < 5
+
+
+def test_timer_sets_seconds_even_when_the_block_raises():
+    with pytest.raises(KeyError), lt.timer() as t:
+        raise KeyError("x")
+    assert t.seconds >= 0
+
+
+# --- bytes -------------------------------------------------------------------------------------
+
+def test_weight_bytes_equals_get_memory_footprint(model):
+    assert lt.weight_bytes(model) == model.get_memory_footprint()
+    assert lt.bytes_by_device(model) == {"cpu": model.get_memory_footprint()}
+
+
+def test_tied_weights_count_once(model):
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    params = lt.weight_bytes(model, include_buffers=False)
+    assert params == 4 * model.num_parameters()
+
+
+def test_sixteen_bit_parameters_take_exactly_half():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 3))
+    full = lt.weight_bytes(net)
+    assert lt.weight_bytes(net.to(torch.bfloat16)) * 2 == full == 4 * (50 * 8 + 8 * 3 + 3)
+
+
+def test_meta_tensors_are_not_in_memory():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4, device="meta"))
+    assert lt.bytes_by_device(net) == {"cpu": 80, "meta": 80}
+    assert lt.weight_bytes(net) == 80
+
+
+def test_buffers_are_optional():
+    net = torch.nn.BatchNorm1d(4)  # 8 parameters, 9 buffers (mean, var, count)
+    assert lt.weight_bytes(net, include_buffers=False) == 8 * 4
+    assert lt.weight_bytes(net) == 8 * 4 + 8 * 4 + 8
+
+
+@pytest.mark.parametrize("fn", [lt.weight_bytes, lt.bytes_by_device, lt.quantization_constant_bytes,
+                                lt.parameter_counts])
+def test_not_a_module_is_a_type_error(fn):
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        fn("gpt2")
+
+
+# --- quantization constants --------------------------------------------------------------------
+
+def test_plain_model_has_no_quantization_constants(model):
+    assert lt.quantization_constant_bytes(model) == 0
+
+
+def linear_sizes(net, class_name):
+    return [m for m in net.modules() if type(m).__name__ == class_name]
+
+
+def blocks(layer, size):
+    return -(-layer.weight.quant_state.shape.numel() // size)
+
+
+def test_4bit_constants_by_hand(tiny_llama_dir):
+    net = quantized(tiny_llama_dir, load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    layers = linear_sizes(net, "Linear4bit")
+    assert len(layers) == 14  # 7 per decoder layer; lm_head is skipped
+    expected = sum(4 * blocks(m, 64) + 16 * 4 for m in layers)
+    assert lt.quantization_constant_bytes(net) == expected
+    # and get_memory_footprint ignores them: it equals the bytes of parameters + buffers
+    assert net.get_memory_footprint() == lt.weight_bytes(net)
+
+
+def test_double_quantization_constants_by_hand(tiny_llama_dir):
+    net = quantized(tiny_llama_dir, load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=True)
+    layers = linear_sizes(net, "Linear4bit")
+    expected = sum(blocks(m, 64) + 4 * -(-blocks(m, 64) // 256) + 16 * 4 + 4 + 256 * 4 for m in layers)
+    assert lt.quantization_constant_bytes(net) == expected
+
+
+def test_8bit_scales_are_counted_before_and_after_a_forward_pass(tiny_llama_dir):
+    net = quantized(tiny_llama_dir, load_in_8bit=True)
+    expected = 4 * sum(m.weight.shape[0] for m in linear_sizes(net, "Linear8bitLt"))
+    assert lt.quantization_constant_bytes(net) == expected
+    with lt.capture(), torch.inference_mode():
+        net(torch.tensor([[1, 2, 3]]))
+    assert net.model.layers[0].self_attn.q_proj.weight.SCB is None  # moved to the layer's state
+    assert lt.quantization_constant_bytes(net) == expected
+
+
+# --- parameter counts --------------------------------------------------------------------------
+
+def test_parameter_counts_of_the_embedded_model(model):
+    counts = lt.parameter_counts(model)
+    c = model.config
+    assert counts["total"] == model.num_parameters()
+    assert counts["embeddings"] == c.vocab_size * c.hidden_size
+    assert counts["head"] == 0  # tied to the embeddings, counted there
+    assert counts["norms"] == (2 * c.num_hidden_layers + 1) * c.hidden_size
+    assert counts["mlp"] == 3 * c.hidden_size * c.intermediate_size * c.num_hidden_layers
+    assert counts["cross_attention"] == counts["other"] == 0
+    assert list(counts) == ["embeddings", "attention", "cross_attention", "mlp", "norms", "head",
+                            "other", "total"]
+
+
+def test_untied_head_is_counted_as_head(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    net = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    counts = lt.parameter_counts(net)
+    assert counts["head"] == counts["embeddings"] == 512 * 128
+    assert counts["total"] == net.num_parameters()
+
+
+def test_4bit_weights_count_as_the_weights_they_stand_for(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    full = lt.parameter_counts(AutoModelForCausalLM.from_pretrained(tiny_llama_dir))
+    assert lt.parameter_counts(quantized(tiny_llama_dir, load_in_4bit=True)) == full
+
+
+def test_other_architectures_are_split(tok):
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        GPT2Config,
+        GPT2LMHeadModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    torch.manual_seed(0)
+    vocab = len(tok)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_layer=2, n_embd=32, n_head=2, n_positions=16,
+                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                                             num_heads=4))
+    bart = BartForConditionalGeneration(BartConfig(vocab_size=vocab, d_model=32, encoder_layers=1,
+                                                   decoder_layers=1, encoder_attention_heads=2,
+                                                   decoder_attention_heads=2, encoder_ffn_dim=64,
+                                                   decoder_ffn_dim=64, max_position_embeddings=16))
+    for net in (gpt2, t5, bart):
+        counts = lt.parameter_counts(net)
+        assert counts["total"] == net.num_parameters(), type(net).__name__
+        assert counts["attention"] > 0 and counts["mlp"] > 0 and counts["norms"] > 0
+        assert counts["other"] == 0, (type(net).__name__, counts)
+    assert lt.parameter_counts(gpt2)["cross_attention"] == 0
+    # T5 decoder cross-attention: q, k, v, o of d_model x (heads * d_kv), no relative bias
+    assert lt.parameter_counts(t5)["cross_attention"] == 4 * 32 * 32
+    assert lt.parameter_counts(bart)["cross_attention"] == 4 * (32 * 32 + 32)  # with biases
+    assert lt.parameter_counts(gpt2)["embeddings"] == vocab * 32 + 16 * 32  # tokens + positions
+
+
+# --- time_generation ---------------------------------------------------------------------------
+
+def test_time_generation_matches_generate(model, tok):
+    inputs = lt.chat_inputs(tok, "What is the capital of France?")
+    timing = lt.time_generation(model, inputs, max_new_tokens=12)
+    with torch.inference_mode():
+        expected = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    assert torch.equal(timing.sequences, expected)
+    new = expected[0, inputs["input_ids"].shape[1]:].tolist()
+    assert timing.prompt_length == inputs["input_ids"].shape[1]
+    assert timing.new_token_ids() == new
+    stop = new.index(tok.eos_token_id) + 1 if tok.eos_token_id in new else len(new)
+    assert timing.new_tokens == stop
+    assert timing.seconds > 0 and timing.tokens_per_second == timing.new_tokens / timing.seconds
+
+
+def test_time_generation_counts_each_row_up_to_its_end(model, tok):
+    tok_left = lt.load_tokenizer(padding_side="left")
+    batch = tok_left(["Hello", "Write a long story about a dragon and a knight"], return_tensors="pt",
+                     padding=True)
+    eos = tok.convert_tokens_to_ids(tok.tokenize(" the"))[0]  # stop early on a common token
+    timing = lt.time_generation(model, batch, max_new_tokens=6, eos_token_id=eos, warmup=True)
+    expected = 0
+    for row in timing.sequences[:, batch["input_ids"].shape[1]:].tolist():
+        expected += row.index(eos) + 1 if eos in row else len(row)
+    assert timing.new_tokens == expected <= 12
+
+
+def test_time_generation_accepts_a_tensor(model, tok):
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    timing = lt.time_generation(model, ids, max_new_tokens=2, min_new_tokens=2)
+    assert timing.new_tokens == 2 and timing.sequences.shape == (1, ids.shape[1] + 2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
+def test_time_generation_rejects_bad_max_new_tokens(model, tok, bad):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        lt.time_generation(model, tok("Hi", return_tensors="pt"), max_new_tokens=bad)
+
+
+def test_time_generation_rejects_bad_inputs(model):
+    with pytest.raises(TypeError, match="inputs"):
+        lt.time_generation(model, [1, 2, 3])
+    with pytest.raises(ValueError, match="2-D"):
+        lt.time_generation(model, torch.tensor([1, 2, 3]))
+
+
+# --- next-token log-probs and comparisons ------------------------------------------------------
+
+def test_next_token_logprobs_shape_and_normalisation(model, tok):
+    enc = tok(TEXT, return_tensors="pt")
+    lp = lt.next_token_logprobs(model, enc)
+    assert lp.shape == (enc.input_ids.shape[1], model.config.vocab_size)
+    assert lp.dtype == torch.float32 and lp.device.type == "cpu"
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[0]), atol=1e-4)
+    assert torch.equal(lt.next_token_logprobs(model, enc.input_ids[0]), lp)
+
+
+def test_next_token_logprobs_agree_with_token_logprobs(model, tok):
+    ids = tok(TEXT, return_tensors="pt").input_ids
+    lp = lt.next_token_logprobs(model, ids)
+    picked = lp[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
+    assert torch.allclose(picked, lt.token_logprobs(model, ids)[0], atol=1e-5)
+
+
+def test_next_token_logprobs_rejects_a_batch(model):
+    with pytest.raises(ValueError, match="one sequence"):
+        lt.next_token_logprobs(model, torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="input_ids"):
+        lt.next_token_logprobs(model, [1, 2, 3])
+
+
+def test_compare_a_model_with_itself(model, tok):
+    ids = tok(TEXT, return_tensors="pt").input_ids
+    same = lt.compare_next_token(model, model, ids)
+    assert same.top1_agreement == 1.0 and same.mean_kl == 0.0 and same.max_kl == 0.0
+    assert same.max_abs_logprob_diff == 0.0
+    assert same.positions == ids.shape[1]
+    assert abs(same.perplexity - lt.perplexity(model, tok, TEXT)) < 1e-3
+    assert same.perplexity == same.reference_perplexity
+
+
+def test_compare_with_bfloat16(model, tok):
+    import copy
+
+    ids = tok(TEXT, return_tensors="pt").input_ids
+    reference = lt.next_token_logprobs(model, ids)
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    result = lt.compare_next_token(reference, half, ids)
+    assert 0 < result.mean_kl < 0.05 and result.max_kl >= result.mean_kl
+    assert 0.7 <= result.top1_agreement <= 1.0
+    assert abs(result.perplexity - lt.perplexity(half, tok, TEXT)) < 1e-2 * result.perplexity
+    assert result.reference_perplexity == pytest.approx(lt.perplexity(model, tok, TEXT), rel=1e-4)
+    # a precomputed tensor and the model give the same comparison
+    assert lt.compare_next_token(reference, lt.next_token_logprobs(half, ids), ids) == result
+
+
+def test_compare_kl_and_agreement_by_hand():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    q = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.6, 0.2]])
+    result = lt.compare_next_token(p.log(), q.log(), torch.tensor([0, 2]))
+    kl = (p * (p.log() - q.log())).sum(-1)
+    assert result.mean_kl == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert result.max_kl == pytest.approx(float(kl.max()), rel=1e-5)
+    assert result.top1_agreement == 0.5
+    # one target: token 2 after position 0
+    assert result.perplexity == pytest.approx(1 / 0.1, rel=1e-5)
+    assert result.max_abs_logprob_diff == pytest.approx(0.0, abs=1e-6)
+
+
+def test_compare_without_ids_has_no_text_measures():
+    a = torch.log_softmax(torch.randn(4, 10), -1)
+    result = lt.compare_next_token(a, a)
+    assert result.perplexity is None and result.max_abs_logprob_diff is None
+
+
+def test_compare_rejects_bad_arguments(model):
+    a = torch.log_softmax(torch.randn(4, 10), -1)
+    with pytest.raises(ValueError, match="differ in shape"):
+        lt.compare_next_token(a, a[:3])
+    with pytest.raises(ValueError, match="input_ids has 3 tokens"):
+        lt.compare_next_token(a, a, torch.tensor([1, 2, 3]))
+    with pytest.raises(TypeError, match="reference must be a model"):
+        lt.compare_next_token("x", a)
+    with pytest.raises(ValueError, match="input_ids is needed"):
+        lt.compare_next_token(model, a)
+    with pytest.raises(ValueError, match="one sequence"):
+        lt.compare_next_token(a, a, torch.ones(2, 4, dtype=torch.long))
