@@ -62,6 +62,7 @@ __all__ = [
     "prefill",
     "decode_step",
     "choose_next_token",
+    "update_finished",
     "position_ids_from_mask",
     "answer_tokens",
 ]
@@ -173,6 +174,23 @@ def choose_next_token(logits, input_ids=None, *, do_sample=False, temperature=1.
         scores = min_p_filter(scores, min_p)
     probs = torch.softmax(scores, dim=-1)  # filtered tokens (-inf) get probability 0
     return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+
+def update_finished(next_tokens, logprobs, finished, eos_ids, pad_id):
+    """The stopping rule, per row: a row that is already ``finished`` gets ``pad_id`` instead of
+    its token (and log-prob 0); a row whose token is one of ``eos_ids`` is finished from now on
+    (its EOS is kept). Returns ``(next_tokens, logprobs, finished)``. This is Llama's
+    ``eos_reached``; the loop ends when every row is finished.
+
+    >>> import torch
+    >>> update_finished(torch.tensor([2, 7, 9]), torch.tensor([-0.1, -0.2, -0.3]),
+    ...                 torch.tensor([False, False, True]), torch.tensor([2]), 0)
+    (tensor([2, 7, 0]), tensor([-0.1000, -0.2000,  0.0000]), tensor([ True, False,  True]))
+    """
+    next_tokens = torch.where(finished, pad_id, next_tokens)  # finished rows only get padding
+    logprobs = logprobs.masked_fill(finished, 0.0)  # padding is certain: log 1 = 0
+    finished = finished | torch.isin(next_tokens, eos_ids)  # saying EOS ends the row
+    return next_tokens, logprobs, finished
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,9 +351,7 @@ def _loop(model, tokens, mask, max_new_tokens, choice, eos_ids, pad_id, use_cach
         logprobs = torch.log_softmax(logits, dim=-1).gather(1, next_tokens[:, None]).squeeze(1)
         # 3. stop: finished rows get padding (log-prob 0), a row that says EOS is finished
         if eos_ids:
-            next_tokens = torch.where(finished, pad_id, next_tokens)
-            logprobs = logprobs.masked_fill(finished, 0.0)
-            finished = finished | torch.isin(next_tokens, eos)
+            next_tokens, logprobs, finished = update_finished(next_tokens, logprobs, finished, eos, pad_id)
         yield GenerationStep(next_tokens, logprobs, finished.clone())
         if bool(finished.all()) or step == max_new_tokens - 1:
             return

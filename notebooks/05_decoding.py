@@ -1,0 +1,1023 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Decoding strategies
+# **The model gives a probability to every token of its vocabulary. How do we pick one, and what
+# does each way of picking do to the text?**
+#
+# Notebook 03 computed the next-token distribution, notebook 04 wrote the loop around it. This
+# notebook is about the one line of that loop that chooses the token: greedy, sampling,
+# temperature, top-k, top-p, min-p, repetition penalty, beam search, and a sampler of our own.
+# Every filter is written by hand (`llm_tutorial/sampling.py`), checked against the transformers
+# code that `generate()` runs, and measured on real text.
+
+# %%
+import llm_tutorial as lt
+
+banner = lt.setup_notebook(seed=0)
+
+# %%
+import math
+from itertools import pairwise
+
+import matplotlib.pyplot as plt
+import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+model = lt.load_model()
+tokenizer = lt.load_tokenizer()
+EOS = tokenizer.eos_token_id
+print(type(model).__name__, model.dtype, "| vocabulary:", model.config.vocab_size, "tokens")
+
+
+# %% [markdown]
+# A few helpers used all along: encode a plain prompt, get the next-token logits, cut the
+# generated part out of `generate()`'s output, and score a text with the unmodified model
+# (teacher forcing, as in notebook 03).
+
+# %%
+def encode(text):
+    """Token ids and attention mask of a plain (non-chat) prompt."""
+    return tokenizer(text, return_tensors="pt").to(model.device)
+
+
+@torch.inference_mode()
+def next_logits(inputs):
+    """Float32 logits [1, vocab] for the token that follows the prompt."""
+    return model(**inputs).logits[:, -1, :].float()
+
+
+def generated(sequences, prompt_len):
+    """The new token ids of each row, cut at the first end-of-sequence token."""
+    return lt.answer_tokens(sequences, prompt_len, EOS)
+
+
+def logprobs_of(prompt_ids, new_ids):
+    """Log-probability of each new token given everything before it, under the plain model."""
+    sequence = torch.tensor([prompt_ids + new_ids], device=model.device)
+    return lt.token_logprobs(model, sequence)[0, len(prompt_ids) - 1:]
+
+
+def token_text(token_id):
+    return repr(tokenizer.decode([token_id]))
+
+
+STORY = encode("Once upon a time")
+STORY_IDS = STORY["input_ids"][0].tolist()
+N_NEW = 48  # new tokens per strategy in the comparisons
+
+# %% [markdown]
+# ## 1. What the model hands us
+# One forward pass gives one score (logit) per vocabulary entry; softmax turns them into
+# probabilities. Seed 002 shows such a top-10 table for a Japanese prompt; here is ours.
+
+# %%
+story_logits = next_logits(STORY)
+story_probs = story_logits.softmax(-1)[0]
+top = story_probs.topk(10)
+print("rank  token          prob")
+for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1):
+    print(f"{rank:>4}  {token_text(i):<12} {p:.4f}")
+print(f"the top 10 hold {top.values.sum().item():.3f} of the mass; "
+      f"{int((story_probs > 0).sum())} tokens have a non-zero probability")
+assert abs(story_probs.sum().item() - 1) < 1e-4
+
+# %% [markdown]
+# Every strategy below is a rule for going from this vector to one token id.
+#
+# ## 2. Greedy: always the most likely token
+# `do_sample=False` (the default) takes the argmax at every step. Nothing is random, so the same
+# prompt gives the same text, run after run:
+
+# %%
+with torch.inference_mode():
+    runs = [model.generate(**STORY, max_new_tokens=8, do_sample=False) for _ in range(3)]
+assert all(torch.equal(run, runs[0]) for run in runs)
+print(tokenizer.decode(runs[0][0]))
+
+# %% [markdown]
+# Seed 002 adds that greedy text tends to repeat itself. On a longer run it does: we measure the
+# **distinct n-gram ratio**, distinct n-grams / all n-grams (1.0: nothing repeats; near 0: a
+# loop), first written inline, then the package version.
+
+# %%
+with torch.inference_mode():
+    greedy_long = model.generate(**STORY, max_new_tokens=160, do_sample=False)
+greedy_ids = generated(greedy_long, len(STORY_IDS))[0]
+assert greedy_ids[:8] == generated(runs[0], len(STORY_IDS))[0]  # same start: greedy is deterministic
+print(tokenizer.decode(greedy_ids))
+
+
+# %%
+def distinct_ratio(tokens, n):
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams)
+
+
+assert distinct_ratio(greedy_ids, 3) == lt.distinct_ngram_ratio(greedy_ids, 3)
+window = 40
+seen_grams, repeated_share = set(), []
+for start in range(0, len(greedy_ids), window):
+    grams = [tuple(greedy_ids[i:i + 3]) for i in range(start, min(start + window, len(greedy_ids) - 2))]
+    repeated_share.append(sum(g in seen_grams for g in grams) / len(grams))
+    seen_grams.update(grams)
+print("share of each 40-token window's 3-grams already seen earlier:", [round(r, 3) for r in repeated_share])
+print("distinct 3-gram ratio over all", len(greedy_ids), "tokens:", round(lt.distinct_ngram_ratio(greedy_ids, 3), 3))
+assert repeated_share[0] < 0.1 and repeated_share[-1] > 0.5  # fresh at first, mostly a rerun at the end
+assert lt.distinct_ngram_ratio(greedy_ids, 3) < 0.7
+
+# %% [markdown]
+# Once a sentence has been produced, the most likely continuation of "…sentence. " is often the
+# same sentence again: greedy has no way out of a loop it has entered.
+#
+# ## 3. Pure sampling: draw from the distribution as it is
+# `do_sample=True` draws the next token with probability equal to the model's. Careful:
+# `do_sample=True` alone is *not* pure sampling, because `generate()` then applies `top_k=50` by
+# default (evidence in section 10). Pure sampling needs `top_k=0`. `num_return_sequences=3` draws
+# three samples in one batched call.
+
+# %%
+lt.set_seed(1)
+with torch.inference_mode():
+    pure = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=True, top_k=0, num_return_sequences=3)
+pure_ids = generated(pure, len(STORY_IDS))
+for i, ids in enumerate(pure_ids):
+    print(f"[{i}] {tokenizer.decode(ids)!r}\n")
+
+
+# %% [markdown]
+# How different are they? We count the 3-grams two samples share (Jaccard overlap: shared /
+# all distinct) and how long their common start is.
+
+# %%
+def ngram_set(tokens, n=3):
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def mean_overlap(samples, n=3):
+    pairs = [(a, b) for i, a in enumerate(samples) for b in samples[i + 1:]]
+    return sum(len(ngram_set(a, n) & ngram_set(b, n)) / len(ngram_set(a, n) | ngram_set(b, n))
+               for a, b in pairs) / len(pairs)
+
+
+def common_prefix(samples):
+    length = 0
+    while all(len(s) > length for s in samples) and len({s[length] for s in samples}) == 1:
+        length += 1
+    return length
+
+
+pure_overlap = mean_overlap(pure_ids)
+print("distinct 3-gram ratio of each sample:", [round(lt.distinct_ngram_ratio(s, 3), 3) for s in pure_ids])
+print(f"mean pairwise 3-gram overlap: {pure_overlap:.3f}; common prefix: {common_prefix(pure_ids)} tokens")
+assert len({tuple(s) for s in pure_ids}) == 3 and pure_overlap < 0.2
+
+# %% [markdown]
+# Why it can lose the thread: every draw has a chance of picking a token the model itself found
+# unlikely, and everything after is conditioned on it. We score each sample's tokens with the
+# plain model and look at the least likely pick, compared with greedy's first 48 tokens.
+
+# %%
+greedy_lp = logprobs_of(STORY_IDS, greedy_ids[:N_NEW])
+pure_lps = [logprobs_of(STORY_IDS, ids) for ids in pure_ids]
+print("           mean log-prob  picks below 1%  rarest pick")
+for name, ids, lp in [("greedy", greedy_ids[:N_NEW], greedy_lp)] + [
+        (f"sample {i}", ids, lp) for i, (ids, lp) in enumerate(zip(pure_ids, pure_lps, strict=True))]:
+    worst = int(lp.argmin())
+    print(f"{name:<10} {lp.mean().item():>13.3f}  {int((lp < math.log(0.01)).sum()):>14}  "
+          f"{token_text(ids[worst])} p={math.exp(lp[worst].item()):.2g}")
+rare_pure = sum(int((lp < math.log(0.01)).sum()) for lp in pure_lps)
+assert rare_pure > 4 * int((greedy_lp < math.log(0.01)).sum())
+assert all(lp.mean() < greedy_lp.mean() for lp in pure_lps)
+
+# %% [markdown]
+# The rarest pick in a sample, in context (the token between `[[ ]]`):
+
+# %%
+wild = min(range(len(pure_ids)), key=lambda i: pure_lps[i].min().item())
+at = int(pure_lps[wild].argmin())
+ids = pure_ids[wild]
+print(tokenizer.decode(ids[:at]) + "[[" + tokenizer.decode(ids[at:at + 1]) + "]]" + tokenizer.decode(ids[at + 1:]))
+
+# %% [markdown]
+# ## 4. Temperature: reshape the distribution before drawing
+# Seed 002 writes it as `softmax(logits / T)`. Dividing the logits by T < 1 widens the gaps
+# between them (sharper distribution), T > 1 narrows them (flatter). Inline, then the package
+# function, then transformers' `TemperatureLogitsWarper`: all three agree exactly.
+
+# %%
+UNSURE = encode("My favourite food is")
+unsure_logits = next_logits(UNSURE)
+for t in (0.5, 1.0, 1.7):
+    inline = unsure_logits / t
+    assert torch.equal(lt.apply_temperature(unsure_logits, t), inline)
+    assert torch.equal(lt.apply_temperature(unsure_logits, t), TemperatureLogitsWarper(t)(None, unsure_logits))
+print("next-token candidates after", repr(tokenizer.decode(UNSURE["input_ids"][0])))
+
+# %%
+temperatures = [0.5, 1.0, 1.5]
+order = unsure_logits[0].argsort(descending=True)[:15]
+fig, ax = plt.subplots(figsize=(9, 3.2))
+width = 0.27
+for j, t in enumerate(temperatures):
+    probs_t = lt.apply_temperature(unsure_logits, t).softmax(-1)[0, order]
+    ax.bar([x + (j - 1) * width for x in range(15)], probs_t.tolist(), width, label=f"T = {t}")
+ax.set_xticks(range(15), [tokenizer.decode([i]) for i in order.tolist()], rotation=60)
+ax.set_ylabel("probability")
+ax.set_title("The same logits at three temperatures (15 most likely tokens)")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+
+# %% [markdown]
+# The same in numbers: entropy (in bits: how many yes/no questions the next token is worth),
+# the top token's probability, and how many tokens it takes to cover 90% of the mass.
+
+# %%
+def entropy_bits(logits):
+    return lt.entropy(logits)[0].item() / math.log(2)
+
+
+def tokens_for_mass(logits, mass=0.9):
+    sorted_probs = logits.softmax(-1)[0].sort(descending=True).values
+    return int((sorted_probs.cumsum(-1) < mass).sum()) + 1
+
+
+temp_grid = [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
+temp_table = []
+print("    T  entropy (bits)  top-1 prob  tokens for 90%")
+for t in temp_grid:
+    scaled = lt.apply_temperature(unsure_logits, t)
+    row = (t, entropy_bits(scaled), scaled.softmax(-1).max().item(), tokens_for_mass(scaled))
+    temp_table.append(row)
+    print(f"{t:>5}  {row[1]:>14.3f}  {row[2]:>10.4f}  {row[3]:>14}")
+entropies = [row[1] for row in temp_table]
+top1 = [row[2] for row in temp_table]
+assert all(a < b for a, b in pairwise(entropies)), "entropy falls as T falls"
+assert all(a > b for a, b in pairwise(top1)), "the top token gains as T falls"
+
+# %% [markdown]
+# **T → 0 is greedy.** Along greedy's own 48 tokens we compute, for each temperature, the
+# probability that a sampled continuation is exactly greedy's: the product over the steps of the
+# tempered probability of greedy's token (one teacher-forced forward pass, no generation).
+
+# %%
+with torch.inference_mode():
+    path = torch.tensor([STORY_IDS + greedy_ids[:N_NEW]], device=model.device)
+    path_logits = model(path).logits[0, len(STORY_IDS) - 1:-1].float()  # [48, vocab]: one row per step
+greedy_targets = torch.tensor(greedy_ids[:N_NEW], device=model.device)
+assert torch.equal(path_logits.argmax(-1), greedy_targets)  # greedy's token is the argmax at every step
+print(f"    T  P(a sample of {N_NEW} tokens == greedy's)")
+same_as_greedy = {}
+for t in [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5]:
+    step_logprobs = torch.log_softmax(path_logits / t, -1).gather(1, greedy_targets[:, None])
+    same_as_greedy[t] = math.exp(step_logprobs.sum().item())
+    print(f"{t:>5}  {same_as_greedy[t]:.3g}")
+values = list(same_as_greedy.values())
+assert all(a > b for a, b in pairwise(values))
+assert same_as_greedy[0.01] > 0.9 and same_as_greedy[1.0] < 1e-6
+
+# %% [markdown]
+# Even at T = 0.05 a sample leaves greedy's path more often than not. The reason is one near-tie:
+# T multiplies logit gaps by 1/T, and a gap of a few hundredths stays small even at 1/T = 20.
+
+# %%
+top2 = path_logits.topk(2, dim=-1)
+gaps = top2.values[:, 0] - top2.values[:, 1]
+step = int(gaps.argmin())
+runner_up = int(top2.indices[step, 1])
+print(f"step {step}: {tokenizer.decode(greedy_ids[step - 6:step])!r} -> {token_text(greedy_ids[step])} "
+      f"beats {token_text(runner_up)} by {gaps[step].item():.3f} logits")
+for t in (0.05, 0.01):
+    pair = torch.softmax(top2.values[step] / t, -1)
+    print(f"  T = {t}: p({token_text(runner_up)}) = {pair[1].item():.3f} of the two")
+assert gaps[step] < 0.1
+
+# %% [markdown]
+# And live: two samples at T = 0.01 reproduce greedy's text.
+
+# %%
+lt.set_seed(2)
+with torch.inference_mode():
+    cold = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=True, temperature=0.01, top_k=0,
+                          num_return_sequences=2)
+same = sum(ids == greedy_ids[:N_NEW] for ids in generated(cold, len(STORY_IDS)))
+print(f"{same} of 2 samples at T=0.01 equal greedy's {N_NEW} tokens")
+assert same == 2
+
+# %% [markdown]
+# **Seed 000 has it backwards.** It says temperature "ranges over 1-0; the closer to 0, the more
+# creative; the closer to 1, the more the answer follows the probabilities". The numbers of this
+# run say the opposite:
+
+# %%
+cold_row, warm_row = temp_table[temp_grid.index(0.1)], temp_table[temp_grid.index(1.0)]
+print(f"{'':<34}{'T = 0.1':>10}{'T = 1.0':>12}")
+print(f"{'entropy of the next token (bits)':<34}{cold_row[1]:>10.3f}{warm_row[1]:>12.3f}")
+print(f"{'probability of the top token':<34}{cold_row[2]:>10.4f}{warm_row[2]:>12.4f}")
+print(f"{f'P({N_NEW}-token sample == greedy)':<34}{same_as_greedy[0.1]:>10.3g}{same_as_greedy[1.0]:>12.3g}")
+assert cold_row[1] < warm_row[1] and cold_row[2] > warm_row[2] and same_as_greedy[0.1] > same_as_greedy[1.0]
+
+# %% [markdown]
+# Near 0 the top token takes almost all the mass and the text converges to greedy's, the least
+# varied output there is. T = 1 is the model's own distribution, unchanged: that is the end that
+# "follows the probabilities", and it is where samples differ most. Low T is the *least* creative
+# setting. And the range is not 1-0: T = 1.5 or 2 are valid and flatten the distribution further
+# (more surprising and, past a point, less coherent text; see the table above).
+#
+# **`temperature=0` is an error when sampling**: T = 0 would divide by zero; its limit is
+# greedy, which you ask for with `do_sample=False`. transformers refuses it, and so does our
+# function:
+
+# %%
+try:
+    model.generate(**STORY, max_new_tokens=2, do_sample=True, temperature=0.0)
+except ValueError as error:
+    hf_message = str(error)
+print(hf_message)
+assert "strictly positive" in hf_message and "do_sample=False" in hf_message
+try:
+    lt.apply_temperature(unsure_logits, 0)
+except ValueError as error:
+    print(error)
+    assert "do_sample=False" in str(error)
+
+# %% [markdown]
+# A trap next to it: `temperature=2`, an `int`, is refused too, with a message that reads as if 2
+# were not positive. transformers wants a `float` (the same for `repetition_penalty=2`); write
+# `2.0`. Our functions take either.
+
+# %%
+int_errors = []
+for kwargs in ({"do_sample": True, "temperature": 2}, {"repetition_penalty": 2}):
+    try:
+        model.generate(**STORY, max_new_tokens=1, **kwargs)
+    except ValueError as error:
+        int_errors.append(str(error))
+        print(f"{kwargs}: {error}")
+assert len(int_errors) == 2 and all("float" in e for e in int_errors)
+assert torch.equal(lt.apply_temperature(unsure_logits, 2), lt.apply_temperature(unsure_logits, 2.0))
+
+# %% [markdown]
+# **`temperature` without `do_sample=True` does nothing.** Greedy ignores it; transformers says
+# so in a warning (captured here, so we can assert it) and the text is greedy's.
+# Mind that transformers shows many such warnings only **once per process**: the second identical
+# call prints nothing. A warning you do not see may have been shown an hour ago, in another cell.
+
+# %%
+with lt.capture() as got, torch.inference_mode():
+    ignored = model.generate(**STORY, max_new_tokens=8, temperature=0.3)
+print(got)
+assert got.contains("not valid and may be ignored") and got.contains("temperature")
+assert torch.equal(ignored, runs[0])  # exactly the greedy text
+
+with lt.capture() as again, torch.inference_mode():
+    model.generate(**STORY, max_new_tokens=1, temperature=0.3)
+print("second time:", again)
+assert not again.contains("may be ignored")
+
+# %% [markdown]
+# ## 5. Top-k and top-p: cut the long tail
+# **Top-k** keeps the k most likely tokens. **Top-p** (nucleus) keeps the smallest set of most
+# likely tokens whose mass reaches p. Both set the rest to `-inf`, so softmax gives them 0. Our
+# functions equal the transformers warpers on the same logits:
+
+# %%
+kept_k = lt.top_k_filter(unsure_logits, 10)
+kept_p = lt.top_p_filter(unsure_logits, 0.9)
+assert torch.equal(kept_k, TopKLogitsWarper(10)(None, unsure_logits))
+assert torch.equal(kept_p, TopPLogitsWarper(0.9)(None, unsure_logits))
+n_top_p = int(kept_p.isfinite().sum())
+print("top-k=10 keeps", int(kept_k.isfinite().sum()), "tokens; top-p=0.9 keeps", n_top_p)
+
+# %%
+shown = 60
+sorted_probs, sorted_ids = unsure_logits.softmax(-1)[0].sort(descending=True)
+fig, ax = plt.subplots(figsize=(9, 3.2))
+colors = ["tab:blue" if r < 10 else ("tab:orange" if r < n_top_p else "lightgray") for r in range(shown)]
+ax.bar(range(shown), sorted_probs[:shown].tolist(), color=colors)
+ax.axvline(9.5, color="tab:blue", linestyle="--", label="top-k = 10 cut")
+ax.axvline(n_top_p - 0.5, color="tab:orange", linestyle="--", label=f"top-p = 0.9 cut ({n_top_p} tokens)")
+ax2 = ax.twinx()
+ax2.plot(range(shown), sorted_probs[:shown].cumsum(-1).tolist(), color="black", linewidth=1)
+ax2.set_ylabel("cumulative mass")
+ax.set_xlabel("tokens, most likely first")
+ax.set_ylabel("probability")
+ax.set_title("Which tokens survive after 'My favourite food is'")
+ax.legend(loc="center right")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The difference between the two: top-p's set **adapts** to the model's confidence, top-k's does
+# not. On a confident step and an uncertain one:
+
+# %%
+SURE = encode("The capital of France is")
+sure_logits = next_logits(SURE)
+print(f"{'step':<28} top-1 prob  top-k=50 keeps  top-p=0.9 keeps")
+for name, logits in [("The capital of France is", sure_logits), ("My favourite food is", unsure_logits)]:
+    print(f"{name:<28} {logits.softmax(-1).max().item():>10.3f}  {int(lt.top_k_filter(logits, 50).isfinite().sum()):>14}"
+          f"  {int(lt.top_p_filter(logits, 0.9).isfinite().sum()):>15}")
+assert int(lt.top_p_filter(sure_logits, 0.9).isfinite().sum()) < 50 < n_top_p  # fewer, then more than top-k
+
+# %% [markdown]
+# Along greedy's 48 steps (the logits we already have), the nucleus size moves with every step:
+
+# %%
+nucleus_sizes = lt.top_p_filter(path_logits, 0.9).isfinite().sum(-1).tolist()
+print("top-p=0.9 set size per step: min", min(nucleus_sizes), "median", sorted(nucleus_sizes)[len(nucleus_sizes) // 2],
+      "max", max(nucleus_sizes))
+fig, ax = plt.subplots(figsize=(9, 2.6))
+ax.plot(nucleus_sizes, marker=".", label="top-p = 0.9")
+ax.axhline(50, color="tab:red", linestyle="--", label="top-k = 50")
+ax.set_yscale("log")
+ax.set_xlabel("generation step (greedy's story)")
+ax.set_ylabel("tokens kept")
+ax.legend()
+plt.tight_layout()
+plt.show()
+assert min(nucleus_sizes) == 1 and max(nucleus_sizes) > 50
+
+# %% [markdown]
+# ### Llama's top-p, in our own code
+# Seed 002 shows how Llama 3's reference code samples: sort the probabilities descending,
+# cumulative sum, zero what lies past p, renormalise, draw, map the drawn position back to a
+# vocabulary id. Written out:
+
+# %%
+def llama_style_top_p(probs, p, generator, num_samples=1):
+    ranked, vocab_ids = probs.sort(dim=-1, descending=True)  # most likely first
+    mass_before = ranked.cumsum(-1) - ranked  # mass of the better tokens
+    ranked = ranked.masked_fill(mass_before > p, 0.0)  # the set already reached p: drop
+    ranked = ranked / ranked.sum(-1, keepdim=True)  # renormalise the survivors
+    positions = torch.multinomial(ranked, num_samples, replacement=True, generator=generator)
+    return vocab_ids.gather(-1, positions)  # sorted position -> vocabulary id
+
+
+unsure_probs = unsure_logits.softmax(-1)
+assert torch.equal(llama_style_top_p(unsure_probs, 0.9, torch.Generator().manual_seed(3)),
+                   lt.sample_top_p(unsure_probs, 0.9, generator=torch.Generator().manual_seed(3)))
+
+# %% [markdown]
+# Next to the transformers way (filter the logits, softmax over the whole vocabulary in
+# vocabulary order, draw): same surviving set, same distribution, but not the same draws for
+# the same seed, because `torch.multinomial` walks a differently ordered vector. (That is why a
+# hand loop must sample like `generate()` to reproduce its seeded output; notebook 04.)
+
+# %%
+draws = 200_000
+ours = llama_style_top_p(unsure_probs, 0.9, torch.Generator().manual_seed(4), draws)[0]
+theirs = torch.multinomial(TopPLogitsWarper(0.9)(None, unsure_logits).softmax(-1), draws, replacement=True,
+                           generator=torch.Generator().manual_seed(4))[0]
+nucleus = kept_p[0].isfinite()
+target = kept_p.softmax(-1)[0]
+freq_ours = torch.bincount(ours, minlength=nucleus.numel()) / draws
+freq_theirs = torch.bincount(theirs, minlength=nucleus.numel()) / draws
+tv_ours = 0.5 * (freq_ours - target).abs().sum().item()
+tv_theirs = 0.5 * (freq_theirs - target).abs().sum().item()
+print("first draws, Llama style: ", [tokenizer.decode([i]) for i in ours[:6].tolist()])
+print("first draws, transformers:", [tokenizer.decode([i]) for i in theirs[:6].tolist()])
+print(f"total variation from the nucleus distribution: Llama style {tv_ours:.3f}, transformers {tv_theirs:.3f}")
+assert nucleus[ours].all() and nucleus[theirs].all()  # every draw is inside the nucleus
+assert not torch.equal(ours[:20], theirs[:20])  # same seed, different draws
+assert tv_ours < 0.03 and tv_theirs < 0.03  # same distribution (sampling noise only)
+
+# %% [markdown]
+# ### The boundary: where float rounding decides
+# Both rules mean "the smallest set reaching p", but they test the boundary differently.
+# transformers sorts **ascending** and drops tokens whose tail mass is `<= 1 - p`; Llama drops a
+# token when the mass before it is `> p`. When a token sits exactly on the boundary in real
+# arithmetic, the float32 rounding of softmax and cumsum decides, and the two can disagree by
+# one token. Llama's strict `>` also keeps the token whose preceding mass equals p exactly, one
+# more than "the smallest set reaching p", unless rounding lifts that mass just above p. Our
+# `top_p_filter` repeats transformers' operations in the same order (ascending sort, softmax,
+# cumsum, compare with `1 - p`), so it takes the same decision every time; the unit tests check
+# these cases and random and real logits against `TopPLogitsWarper`.
+
+# %%
+boundary_cases = [((0.5, 0.3, 0.2), 0.5), ((0.5, 0.3, 0.2), 0.8), ((0.4, 0.3, 0.2, 0.1), 0.4),
+                  ((0.3, 0.3, 0.2, 0.2), 0.3), ((0.3, 0.3, 0.2, 0.2), 0.6)]
+print(f"{'probabilities':<22} {'p':>4}  exact  transformers  lt.top_p_filter  Llama")
+for probs, p in boundary_cases:
+    logits = torch.tensor([probs]).log()
+    exact = next(i for i in range(1, len(probs) + 1) if round(sum(probs[:i]), 9) >= p)
+    hf = int(TopPLogitsWarper(p)(None, logits).isfinite().sum())
+    mine = int(lt.top_p_filter(logits, p).isfinite().sum())
+    probs_sorted = logits.softmax(-1).sort(descending=True).values
+    llama = int(((probs_sorted.cumsum(-1) - probs_sorted) <= p).sum())
+    print(f"{str(probs):<22} {p:>4}  {exact:>5}  {hf:>12}  {mine:>15}  {llama:>5}")
+    assert mine == hf
+tail = torch.tensor([[0.3, 0.3, 0.2, 0.2]]).log().sort().values.softmax(-1).cumsum(-1)[0, 2].item()
+print(f"(0.3, 0.3, 0.2, 0.2) at p=0.3: float32 tail mass 0.2+0.2+0.3 = {tail:.8f} > 1 - 0.3, so the second 0.3 stays")
+
+# %% [markdown]
+# ## 6. min-p: a cut relative to the top token
+# min-p keeps the tokens whose probability is at least `min_p` times the top token's. Like top-p
+# it adapts: a confident step keeps few tokens, an uncertain one many.
+
+# %%
+for logits in (sure_logits, unsure_logits):
+    probs = logits.softmax(-1)
+    inline = logits.masked_fill(probs < 0.1 * probs.max(), float("-inf"))
+    assert torch.equal(lt.min_p_filter(logits, 0.1), inline)
+    assert torch.equal(lt.min_p_filter(logits, 0.1), MinPLogitsWarper(0.1)(None, logits))
+print(f"{'min_p':>5}  {'The capital of France is':>24}  {'My favourite food is':>20}")
+for m in (0.02, 0.05, 0.1, 0.2):
+    print(f"{m:>5}  {int(lt.min_p_filter(sure_logits, m).isfinite().sum()):>24}  "
+          f"{int(lt.min_p_filter(unsure_logits, m).isfinite().sum()):>20}")
+assert int(lt.min_p_filter(sure_logits, 0.1).isfinite().sum()) < int(lt.min_p_filter(unsure_logits, 0.1).isfinite().sum())
+
+# %% [markdown]
+# ## 7. Repetition penalty
+# Every token that already occurs in the sequence (prompt included) gets its logit divided by the
+# penalty if positive, multiplied if negative: either way it becomes less likely. Inline, package,
+# transformers, on greedy's last step of the long story (where it is looping):
+
+# %%
+def penalise(logits, seen_ids, penalty):
+    out = logits.clone()
+    for t in set(seen_ids):
+        out[0, t] = out[0, t] / penalty if out[0, t] > 0 else out[0, t] * penalty
+    return out
+
+
+with torch.inference_mode():
+    loop_logits = model(greedy_long).logits[:, -1, :].float()
+inline = penalise(loop_logits, greedy_long[0].tolist(), 1.3)
+assert torch.equal(lt.apply_repetition_penalty(loop_logits, greedy_long, 1.3), inline)
+assert torch.equal(inline, RepetitionPenaltyLogitsProcessor(1.3)(greedy_long, loop_logits.clone()))
+before, after = loop_logits.softmax(-1)[0], inline.softmax(-1)[0]
+best = int(loop_logits.argmax())
+print(f"greedy's next token {token_text(best)}: p = {before[best]:.3f} -> {after[best]:.3f} with penalty 1.3")
+
+# %% [markdown]
+# Live, on our story (greedy plus penalty 1.3, 48 tokens): the text takes another turn at the
+# first repeated word, and even the few 3-grams greedy repeats this early disappear.
+
+# %%
+with torch.inference_mode():
+    penalised = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=False, repetition_penalty=1.3)
+penalised_ids = generated(penalised, len(STORY_IDS))[0]
+print(tokenizer.decode(penalised_ids))
+print("distinct 3-gram ratio: greedy", round(lt.distinct_ngram_ratio(greedy_ids[:N_NEW], 3), 3),
+      "| penalty 1.3:", round(lt.distinct_ngram_ratio(penalised_ids, 3), 3))
+assert lt.distinct_ngram_ratio(penalised_ids, 3) > lt.distinct_ngram_ratio(greedy_ids[:N_NEW], 3)
+split = common_prefix([greedy_ids[:N_NEW], penalised_ids])
+print(f"they part at new token {split}: greedy's {token_text(greedy_ids[split])} already occurred before it, "
+      f"the penalty picks {token_text(penalised_ids[split])}")
+assert greedy_ids[split] in STORY_IDS + greedy_ids[:split]
+
+# %% [markdown]
+# **Too much of it.** The penalty does not know which tokens matter. A chat prompt contains the
+# end-of-turn token (`tokenizer.eos_token`, `<|im_end|>` here) after the system and user turns,
+# and that is the token the model must produce to stop. A strong penalty pushes it down, and the
+# model never stops:
+
+# %%
+QUESTION = lt.chat_inputs(tokenizer, "What is the capital of France? Answer with one word.", device=model.device)
+q_len = QUESTION["input_ids"].shape[1]
+print("end-of-turn tokens in the prompt:", int((QUESTION["input_ids"] == EOS).sum()))
+answers = {}
+for penalty in (1.0, 2.0):
+    with torch.inference_mode():
+        out = model.generate(**QUESTION, max_new_tokens=24, do_sample=False, repetition_penalty=penalty)
+    new = out[0, q_len:].tolist()
+    answers[penalty] = new
+    print(f"penalty {penalty}: {len(new)} tokens, stopped by EOS: {EOS in new}\n  {tokenizer.decode(new)!r}")
+assert EOS in answers[1.0] and len(answers[1.0]) < 10
+assert EOS not in answers[2.0] and len(answers[2.0]) == 24
+
+# %% [markdown]
+# At the step where the normal answer ends, the rank of `<|im_end|>` before and after the penalty:
+
+# %%
+stop_at = answers[1.0].index(EOS)
+context = QUESTION["input_ids"][:, :q_len]
+context = torch.cat([context, torch.tensor([answers[1.0][:stop_at]], device=model.device)], dim=1)
+with torch.inference_mode():
+    stop_logits = model(context).logits[:, -1, :].float()
+stop_penalised = lt.apply_repetition_penalty(stop_logits, context, 2.0)
+rank_before = int((stop_logits[0] > stop_logits[0, EOS]).sum())
+rank_after = int((stop_penalised[0] > stop_penalised[0, EOS]).sum())
+print(f"rank of {tokenizer.eos_token}: {rank_before} without penalty, {rank_after} with penalty 2.0")
+assert rank_before == 0 and rank_after > 100
+
+# %% [markdown]
+# A fix: penalise only the generated tokens. `RepetitionPenaltyLogitsProcessor` has a
+# `prompt_ignore_length` for that; we pass it to `generate` ourselves (section 10 explains
+# `logits_processor=`):
+
+# %%
+only_new = RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=q_len)
+with torch.inference_mode():
+    out = model.generate(**QUESTION, max_new_tokens=24, do_sample=False, logits_processor=LogitsProcessorList([only_new]))
+print(repr(tokenizer.decode(out[0, q_len:])))
+assert EOS in out[0, q_len:].tolist()
+
+# %% [markdown]
+# ## 8. The order of operations matters
+# With `do_sample=True`, `generate()` applies: repetition penalty, temperature, top-k, top-p,
+# min-p (then softmax over the whole vocabulary and one `torch.multinomial` draw; your own
+# processors, if any, go between the penalty and temperature: section 10). Which pairs could be
+# swapped without changing anything? We compare the final probabilities both ways:
+
+# %%
+steps = {
+    "penalty 1.3": lambda z: lt.apply_repetition_penalty(z, UNSURE["input_ids"], 1.3),
+    "temperature 1.5": lambda z: lt.apply_temperature(z, 1.5),
+    "top-k 40": lambda z: lt.top_k_filter(z, 40),
+    "top-p 0.9": lambda z: lt.top_p_filter(z, 0.9),
+    "min-p 0.05": lambda z: lt.min_p_filter(z, 0.05),
+}
+names = list(steps)
+commutes = {}
+print(f"{'first':>15}      {'second':<12} {'result':<16} tokens kept (this order vs swapped)")
+for i, a in enumerate(names):
+    for b in names[i + 1:]:
+        ab = steps[b](steps[a](unsure_logits)).softmax(-1)
+        ba = steps[a](steps[b](unsure_logits)).softmax(-1)
+        commutes[a, b] = torch.allclose(ab, ba, atol=1e-6)
+        print(f"{a:>15} then {b:<12} {'same as swapped' if commutes[a, b] else 'DIFFERENT':<16} "
+              f"{int((ab > 0).sum())} vs {int((ba > 0).sum())}")
+# temperature scales every logit by the same positive factor: it commutes with the penalty's
+# per-token scaling and keeps the ranking top-k uses
+assert commutes["penalty 1.3", "temperature 1.5"] and commutes["temperature 1.5", "top-k 40"]
+assert not commutes["temperature 1.5", "top-p 0.9"] and not commutes["top-k 40", "top-p 0.9"]
+t_then_p = lt.top_p_filter(lt.apply_temperature(unsure_logits, 1.5), 0.9)
+p_then_t = lt.apply_temperature(lt.top_p_filter(unsure_logits, 0.9), 1.5)
+assert int(t_then_p.isfinite().sum()) > int(p_then_t.isfinite().sum())
+
+# %% [markdown]
+# Temperature and top-p do not commute: at T = 1.5 the flattened distribution needs more tokens
+# to reach 0.9. Live, with the same seed: our hand loop from notebook 04 (`lt.generate`, which
+# calls the functions of this notebook in `generate()`'s order) reproduces `generate()` token for
+# token, and swapping the order through `logits_processor` gives another text.
+
+# %%
+order_kw = dict(max_new_tokens=12, do_sample=True, top_k=0)
+lt.set_seed(5)
+with torch.inference_mode():
+    hf_order = model.generate(**STORY, temperature=1.5, top_p=0.9, **order_kw)
+lt.set_seed(5)
+hand_order = lt.generate(model, STORY["input_ids"], STORY["attention_mask"], temperature=1.5, top_p=0.9,
+                         eos_token_id=EOS, **order_kw)
+swapped = LogitsProcessorList([TopPLogitsWarper(0.9), TemperatureLogitsWarper(1.5)])
+lt.set_seed(5)
+with torch.inference_mode():
+    other_order = model.generate(**STORY, logits_processor=swapped, **order_kw)
+print("generate, temperature then top-p:", repr(tokenizer.decode(hf_order[0, len(STORY_IDS):])))
+print("lt.generate, same order:         ", repr(tokenizer.decode(hand_order[0, len(STORY_IDS):])))
+print("generate, top-p then temperature:", repr(tokenizer.decode(other_order[0, len(STORY_IDS):])))
+assert torch.equal(hand_order, hf_order)
+assert not torch.equal(other_order, hf_order)
+
+# %% [markdown]
+# ## 9. Beam search
+# Greedy commits to the best token at each step; beam search keeps the `num_beams` best partial
+# sequences (by total log-probability) and extends all of them, so a token that looks worse now
+# can win later. It looks for a *more likely* text, not a more varied one:
+
+# %%
+with torch.inference_mode():
+    beams = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=False, num_beams=4, num_return_sequences=4)
+beam_ids = generated(beams, len(STORY_IDS))
+greedy_total = greedy_lp.sum().item()
+beam_totals = [logprobs_of(STORY_IDS, ids).sum().item() for ids in beam_ids]
+print(f"greedy   total log-prob {greedy_total:8.2f}  {tokenizer.decode(greedy_ids[:N_NEW])[:90]!r}")
+for i, (ids, total) in enumerate(zip(beam_ids, beam_totals, strict=True)):
+    print(f"beam {i}   total log-prob {total:8.2f}  {tokenizer.decode(ids)[:90]!r}")
+assert all(len(ids) == N_NEW for ids in beam_ids)  # no EOS: same length as greedy, totals comparable
+assert beam_totals[0] >= greedy_total
+
+# %% [markdown]
+# Beam search is not guaranteed to find the most likely text (only `num_beams` candidates survive
+# each step), but here it beats greedy by the margin printed. What it does to diversity: the four
+# returned beams are near-copies of each other, unlike the three samples of section 3.
+
+# %%
+beam_overlap = mean_overlap(beam_ids)
+print(f"{'':<16}common prefix  mean 3-gram overlap")
+print(f"{'4 beams':<16}{common_prefix(beam_ids):>13}  {beam_overlap:>19.3f}")
+print(f"{'3 pure samples':<16}{common_prefix(pure_ids):>13}  {pure_overlap:>19.3f}")
+assert common_prefix(beam_ids) > common_prefix(pure_ids) and beam_overlap > 2 * pure_overlap
+
+# %% [markdown]
+# `length_penalty` matters when hypotheses end at different lengths (an EOS): a finished beam is
+# ranked by `total log-prob / length ** length_penalty`, where length counts the new tokens, EOS
+# included (not the prompt). Log-probs are negative, so 0 ranks by the plain total (short answers
+# win) and larger values favour longer ones. On a chat question, the `sequences_scores` that
+# `generate` returns follow this formula (default `length_penalty=1.0`), and re-ranking the same
+# four finished answers with other values moves the winner:
+
+# %%
+DESCRIBE = lt.chat_inputs(tokenizer, "Describe the sea in one sentence.", device=model.device)
+d_len = DESCRIBE["input_ids"].shape[1]
+with torch.inference_mode():
+    beam_out = model.generate(**DESCRIBE, max_new_tokens=40, do_sample=False, num_beams=4, num_return_sequences=4,
+                              return_dict_in_generate=True, output_scores=True)
+finished = []
+for row, score in zip(beam_out.sequences, beam_out.sequences_scores.tolist(), strict=True):
+    answer = row[d_len:].tolist()
+    answer = answer[:answer.index(EOS) + 1] if EOS in answer else answer
+    total = logprobs_of(DESCRIBE["input_ids"][0].tolist(), answer).sum().item()
+    assert abs(total / len(answer) - score) < 1e-3  # length_penalty 1.0: the mean log-prob
+    finished.append((total, len(answer), answer))
+print("tokens  lp=0 (total)   lp=1.0   lp=2.0")
+for total, length, answer in finished:
+    print(f"{length:>6} {total:13.2f} {total / length:8.3f} {total / length ** 2:8.4f}  "
+          f"{tokenizer.decode(answer, skip_special_tokens=True)!r}")
+winners = {lp: max(finished, key=lambda f, lp=lp: f[0] / f[1] ** lp)[1] for lp in (0.0, 1.0, 2.0)}
+print("length of the winner:", winners)
+assert winners[0.0] == min(f[1] for f in finished) and winners[2.0] == max(f[1] for f in finished)
+
+# %% [markdown]
+# **`num_return_sequences` with sampling** draws that many independent samples in one call (we did
+# it in section 3); with beams it returns the best finished beams, which share most of their text.
+#
+# ## 10. Your own logits processor
+# `generate(logits_processor=[...])` accepts any `LogitsProcessor`: an object called as
+# `(input_ids, scores) -> scores` at every step. Where does it run? A processor that only records
+# what it receives answers that, with `output_scores=True` giving what comes out at the end:
+
+# %%
+class Recorder(LogitsProcessor):
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, input_ids, scores):
+        self.seen.append(scores.clone())
+        return scores
+
+
+recorder = Recorder()
+lt.set_seed(0)
+with torch.inference_mode():
+    probe = model.generate(**STORY, max_new_tokens=1, do_sample=True, temperature=0.5, repetition_penalty=1.3,
+                           logits_processor=[recorder], output_scores=True, return_dict_in_generate=True)
+seen, final = recorder.seen[0], probe.scores[0]
+penalised_raw = lt.apply_repetition_penalty(story_logits, STORY["input_ids"], 1.3)
+print("finite logits our processor receives:", int(seen.isfinite().sum()), "| after generate's warpers:",
+      int(final.isfinite().sum()))
+assert torch.allclose(seen, penalised_raw, atol=1e-4)  # it receives the logits after the penalty...
+assert torch.equal(final, lt.top_k_filter(lt.apply_temperature(seen, 0.5), 50))  # ...before temperature, top_k=50
+
+# %% [markdown]
+# So the order is: repetition penalty (and the other built-in processors), **then your
+# processors**, then the sampling warpers (temperature, top-k, top-p, min-p). And the 50 finite
+# logits at the end are the `top_k=50` that `do_sample=True` applies when you do not set `top_k`.
+
+# %% [markdown]
+# ### A Mirostat-style sampler
+# Seed 002 mentions Mirostat: instead of a fixed k or p, it aims at a target **surprise** τ (in
+# bits, `-log2 p` of the chosen token). Each step it keeps only the tokens whose surprise is below a
+# threshold μ, and after each draw it moves μ by `eta * (target - observed surprise)`: surprised
+# too much, cut harder next time. (Mirostat 2.0's rule; we measure the observed surprise under the
+# plain distribution.) A processor only sees the token chosen at the previous step when it is called
+# again, so the update happens at the start of the next call. τ can differ per row. We pass
+# `top_k=0` so that no built-in warper cuts after ours.
+
+# %%
+class MirostatStyle(LogitsProcessor):
+    def __init__(self, target_bits, eta=0.5):
+        self.target = torch.as_tensor(target_bits, dtype=torch.float32)
+        self.eta = eta
+        self.mu = 2 * self.target  # start loose: twice the target
+        self.previous = None  # last step's log-probs, to score the token that was drawn
+        self.kept = []
+
+    def __call__(self, input_ids, scores):
+        if self.previous is not None:
+            chosen = input_ids[:, -1:]
+            surprise = -self.previous.gather(1, chosen).squeeze(1) / math.log(2)
+            self.mu = self.mu - self.eta * (surprise - self.target)
+        logprobs = torch.log_softmax(scores.float(), dim=-1)
+        self.previous = logprobs
+        remove = -logprobs / math.log(2) > self.mu[:, None]
+        remove[torch.arange(scores.shape[0]), scores.argmax(-1)] = False  # always keep the top token
+        self.kept.append((~remove).sum(-1))
+        return scores.masked_fill(remove, float("-inf"))
+
+
+targets = [2.0, 3.0, 4.0]
+mirostat = MirostatStyle(targets)
+rows = {key: value.repeat(len(targets), 1) for key, value in STORY.items()}
+lt.set_seed(6)
+with torch.inference_mode():
+    miro = model.generate(**rows, max_new_tokens=N_NEW, do_sample=True, top_k=0,
+                          logits_processor=LogitsProcessorList([mirostat]))
+miro_ids = generated(miro, len(STORY_IDS))
+kept_per_row = torch.stack(mirostat.kept, 1).float().median(-1).values.tolist()
+measured = []
+print(" target  measured surprise  median tokens kept")
+for target, ids, kept in zip(targets, miro_ids, kept_per_row, strict=True):
+    measured.append(-logprobs_of(STORY_IDS, ids).mean().item() / math.log(2))
+    print(f"{target:>7} {measured[-1]:>18.2f}  {kept:>18.0f}   {tokenizer.decode(ids)[:60]!r}")
+assert measured[0] < measured[1] < measured[2]
+assert all(abs(m - t) < 0.5 for m, t in zip(measured, targets, strict=True))
+
+# %% [markdown]
+# The measured surprise (mean `-log2 p` of the text, recomputed by teacher forcing outside the
+# processor) follows the target: one knob for "how surprising", whatever the step's shape.
+#
+# ## 11. Explore it yourself
+# Sliders for temperature, top-k, top-p and min-p over the real next-token distribution after
+# "My favourite food is", applied in `generate()`'s order by `lt.process_logits`. The widget needs
+# a live kernel; below it is the same view rendered as text for a few settings (what the sliders
+# show).
+
+# %%
+def explorer_text(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, logits=unsure_logits, rows=8):
+    processed = lt.process_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  min_p=min_p if min_p > 0 else None)
+    probs = processed.softmax(-1)[0]
+    kept = int(processed.isfinite().sum())
+    lines = [f"T={temperature} top_k={top_k} top_p={top_p} min_p={min_p}: {kept} tokens kept, "
+             f"entropy {lt.entropy(processed)[0].item() / math.log(2):.2f} bits"]
+    values, ids = probs.topk(min(rows, kept))  # only tokens that survived
+    lines += [f"  {token_text(i):<14} {v:.3f} {'#' * round(40 * v)}" for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
+    return "\n".join(lines)
+
+
+for setting in [dict(), dict(temperature=0.5), dict(temperature=1.5, top_p=0.9), dict(top_k=3), dict(min_p=0.2)]:
+    print(explorer_text(**setting), end="\n\n")
+
+# %%
+import ipywidgets as widgets
+
+sliders = {
+    "temperature": widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature"),
+    "top_k": widgets.IntSlider(value=0, min=0, max=100, description="top_k (0=off)"),
+    "top_p": widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top_p"),
+    "min_p": widgets.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="min_p"),
+}
+view = widgets.HTML(value="<pre>" + explorer_text() + "</pre>")
+
+
+def refresh(_change=None):
+    view.value = "<pre>" + explorer_text(**{name: s.value for name, s in sliders.items()}) + "</pre>"
+
+
+for slider in sliders.values():
+    slider.observe(refresh, names="value")
+explorer = widgets.VBox([*sliders.values(), view])
+explorer
+
+# %% [markdown]
+# Moving a slider re-renders the view (checked here by setting a value from code, then back):
+
+# %%
+sliders["top_k"].value = 3
+assert view.value == "<pre>" + explorer_text(top_k=3) + "</pre>" and "3 tokens kept" in view.value
+sliders["top_k"].value = 0
+assert view.value == "<pre>" + explorer_text() + "</pre>"
+
+# %% [markdown]
+# ## 12. All strategies side by side
+# The same prompt, 48 new tokens each, one output per strategy (the first sample, seeded, for
+# the sampling ones; the rows from earlier sections are reused). Distinct 3-gram ratio: higher = less repetition. Mean log-prob: the
+# plain model's average log-probability of the generated tokens (higher = more "expected" text).
+
+# %%
+def sampled(**kwargs):
+    lt.set_seed(7)
+    with torch.inference_mode():
+        out = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=True, **kwargs)
+    return generated(out, len(STORY_IDS))[0]
+
+
+results = {
+    "greedy": greedy_ids[:N_NEW],
+    "beam search, 4 beams": beam_ids[0],
+    "greedy + repetition penalty 1.3": penalised_ids,
+    "pure sampling (top_k=0)": pure_ids[0],
+    "temperature 0.7 (top_k=0)": sampled(temperature=0.7, top_k=0),
+    "top-k 50 (do_sample default)": sampled(top_k=50),
+    "top-p 0.9 (top_k=0)": sampled(top_p=0.9, top_k=0),
+    "min-p 0.1 (top_k=0)": sampled(min_p=0.1, top_k=0),
+    "Mirostat-style, 3 bits": miro_ids[1],
+}
+summary = {}
+print(f"{'strategy':<32} {'distinct-2':>10} {'distinct-3':>10} {'mean log-prob':>13}  output")
+for name, ids in results.items():
+    summary[name] = (lt.distinct_ngram_ratio(ids, 3), logprobs_of(STORY_IDS, ids).mean().item())
+    print(f"{name:<32} {lt.distinct_ngram_ratio(ids, 2):>10.3f} {summary[name][0]:>10.3f} {summary[name][1]:>13.3f}"
+          f"  {tokenizer.decode(ids)[:40]!r}...")
+print(f"\n(for scale: greedy over {len(greedy_ids)} tokens, section 2: distinct-2 "
+      f"{lt.distinct_ngram_ratio(greedy_ids, 2):.3f}, distinct-3 {lt.distinct_ngram_ratio(greedy_ids, 3):.3f})")
+
+# %% [markdown]
+# The outputs in full:
+
+# %%
+for name, ids in results.items():
+    print(f"{name}:\n  {tokenizer.decode(ids)!r}\n")
+
+# %%
+assert summary["beam search, 4 beams"][1] >= summary["greedy"][1]
+assert all(summary["greedy"][1] > value[1] for name, value in summary.items()
+           if name not in ("greedy", "beam search, 4 beams"))
+assert summary["pure sampling (top_k=0)"][1] == min(v[1] for v in summary.values())  # the least likely text
+assert summary["greedy + repetition penalty 1.3"][0] > summary["greedy"][0]
+for truncated in ("top-k 50 (do_sample default)", "top-p 0.9 (top_k=0)", "min-p 0.1 (top_k=0)"):
+    assert summary[truncated][1] > summary["pure sampling (top_k=0)"][1]  # cutting the tail helps
+
+# %% [markdown]
+# Reading the table: at 48 tokens repetition is only starting to show (greedy's loop takes over
+# later, section 2; the penalty removes even its first repeats). What separates the strategies
+# here is how *likely* the text is under the model: beam search, then greedy, score highest; pure
+# sampling lowest, with its rare picks; temperature below 1 and the truncation filters (top-k,
+# top-p, min-p) sit in between, which is why chat models ship with settings like
+# `temperature=0.7, top_p=0.9`. Two rows start with the same words: every sampling row uses the
+# same seed, so where their filtered distributions agree they draw the same tokens.
+#
+# ## Recap
+# - Greedy (`do_sample=False`) is deterministic and loops on long outputs; beam search finds
+#   higher-probability text, with even less variety.
+# - Sampling (`do_sample=True`) draws from the distribution; alone it applies `top_k=50`; pure
+#   sampling (`top_k=0`) sometimes picks tokens the model found very unlikely.
+# - Temperature divides the logits: low T is sharp (T → 0 is greedy), T = 1 is the model as is,
+#   high T is flat. Seed 000's "near 0 = creative" is backwards. `temperature=0` with sampling is
+#   an error, and so is an `int` like `temperature=2` (write `2.0`); `temperature` without
+#   `do_sample=True` is ignored with a once-per-process warning.
+# - Top-k keeps a fixed number of tokens, top-p and min-p adapt to the model's confidence. Our
+#   filters equal transformers' bit for bit, top-p's float-rounding boundary included; Llama's
+#   top-p samples the same distribution but not the same seeded draws.
+# - `generate()` applies penalty → temperature → top-k → top-p → min-p; temperature and top-p do
+#   not commute. Your own `logits_processor`s run after the penalty, before temperature.
+# - A repetition penalty also hits the end-of-turn token of a chat prompt: too high and the model
+#   cannot stop.
+#
+# ## Exercises
+# 1. **Ban a word.** Write a `LogitsProcessor` that makes the story never contain the token
+#    `" city"` (set its logit to `-inf`), run greedy for 16 tokens with it, and check the token is
+#    absent while greedy without it contains it.
+# 2. **How cold is "almost greedy"?** With `path_logits` from section 4, find (to 0.01) the
+#    highest temperature at which a 48-token sample still equals greedy's text with probability
+#    at least 0.5.
+# 3. **Top-p vs min-p.** For each of greedy's 48 steps, count the tokens kept by `top_p=0.9` and by
+#    `min_p=0.1`. On how many steps does min-p keep fewer tokens?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Exercise 1
+class BanTokens(LogitsProcessor):
+    def __init__(self, token_ids):
+        self.token_ids = list(token_ids)
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
+city = tokenizer.encode(" city", add_special_tokens=False)
+assert len(city) == 1
+with torch.inference_mode():
+    banned = model.generate(**STORY, max_new_tokens=16, do_sample=False, logits_processor=[BanTokens(city)])
+banned_ids = generated(banned, len(STORY_IDS))[0]
+print(tokenizer.decode(banned_ids))
+assert city[0] in greedy_ids[:16] and city[0] not in banned_ids
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Exercise 2
+def p_same(t):
+    return math.exp(torch.log_softmax(path_logits / t, -1).gather(1, greedy_targets[:, None]).sum().item())
+
+
+low, high = 0.01, 1.0  # p_same falls as t rises
+while high - low > 0.005:
+    mid = (low + high) / 2
+    low, high = (mid, high) if p_same(mid) >= 0.5 else (low, mid)
+print(f"highest T with P(sample == greedy) >= 0.5: {low:.2f} (P = {p_same(low):.3f})")
+assert p_same(low) >= 0.5 > p_same(low + 0.01)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Exercise 3
+top_p_sizes = lt.top_p_filter(path_logits, 0.9).isfinite().sum(-1)
+min_p_sizes = lt.min_p_filter(path_logits, 0.1).isfinite().sum(-1)
+fewer = int((min_p_sizes < top_p_sizes).sum())
+print(f"min-p=0.1 keeps fewer tokens than top-p=0.9 on {fewer} of {len(top_p_sizes)} steps")
+assert 0 <= fewer <= len(top_p_sizes) and torch.equal(top_p_sizes, torch.tensor(nucleus_sizes))
