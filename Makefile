@@ -4,7 +4,6 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup lab test test-fast lint execute html check-notebooks clean
 

@@ -10,8 +10,5 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_TUTORIAL_THREADS", "2")
-# idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads made
-# decoding 4-5x slower; numbers are unchanged
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Stored outputs are for the embedded model: a model chosen for exploring must not leak in.
 os.environ.pop("LLM_TUTORIAL_MODEL", None)
