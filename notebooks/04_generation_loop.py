@@ -1,0 +1,785 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · The generation loop
+# **What does `model.generate()` actually do between the prompt and the answer, and can we
+# write that loop ourselves so that it gives exactly the same tokens?**
+#
+# Notebook 03 ran one forward pass: the logits of the last position are the model's guess for
+# the next token, and their argmax is greedy decoding's choice. Generation repeats that step:
+# choose a token, append it, run the model again, until an end-of-sequence token or a length
+# limit. We build that loop in six steps and check every one against the library:
+#
+# 1. the simplest loop; 2. the KV cache (and what wrong positions do); 3. how fast each version
+# is; 4. batches, Llama's reference `generate()` and log-probabilities; 5. sampling inside the
+# loop; 6. streaming.
+#
+# The finished loop is `lt.generate` (in `llm_tutorial/generation.py`): same arguments as
+# `model.generate`, same tokens.
+
+# %%
+import llm_tutorial as lt
+
+banner = lt.setup_notebook(seed=0)
+
+# %%
+import inspect
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel, TextStreamer
+from transformers.generation.streamers import BaseStreamer
+
+model = lt.load_model()
+tokenizer = lt.load_tokenizer()
+EOS = tokenizer.eos_token_id
+PAD = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else EOS
+print(type(model).__name__, model.dtype, "| EOS", EOS, repr(tokenizer.decode(EOS)), "| pad", PAD)
+
+# %% [markdown]
+# ## 1. The simplest loop
+#
+# Forward the whole sequence, take the argmax of the last position's logits, append it, stop
+# when the model produces the end-of-sequence (EOS) token. That is all of greedy generation:
+
+# %%
+@torch.no_grad()
+def simplest_loop(model, ids, max_new_tokens, eos_id):
+    for _ in range(max_new_tokens):
+        logits = model(ids).logits  # [1, length, vocab]: the whole sequence, every time
+        next_id = logits[:, -1].argmax(dim=-1, keepdim=True)  # the most likely next token
+        ids = torch.cat([ids, next_id], dim=1)  # append it
+        if next_id.item() == eos_id:  # the model says the answer is over
+            break
+    return ids
+
+
+# %%
+capital = lt.chat_inputs(tokenizer, "What is the capital of France?", device=model.device)
+ours = simplest_loop(model, capital["input_ids"], max_new_tokens=30, eos_id=EOS)
+with torch.no_grad():
+    theirs = model.generate(**capital, max_new_tokens=30, do_sample=False)
+n_prompt = capital["input_ids"].shape[1]
+print(f"prompt: {n_prompt} tokens; new: {ours.shape[1] - n_prompt} tokens")
+print(repr(tokenizer.decode(ours[0, n_prompt:])))
+assert torch.equal(ours, theirs)
+assert ours[0, -1].item() == EOS and ours.shape[1] - n_prompt < 30  # stopped at EOS, not at the limit
+
+# %% [markdown]
+# Identical, EOS included: `generate` also appends the EOS token it stopped at.
+#
+# ## 2. Why it is slow, and the KV cache
+#
+# At step *t* the simplest loop pushes all *P + t* tokens (prompt plus answer so far) through
+# all layers again, to use only the last position's logits. For *n* new tokens that is
+# *nP + n(n-1)/2* token positions: the work grows with the **square** of the length.
+#
+# But the earlier positions' results never change. Attention is causal: position *i* only sees
+# positions ≤ *i*, so appending tokens cannot change anything computed for the ones before them:
+
+# %%
+sky = lt.chat_inputs(tokenizer, "Explain in two sentences why the sky is blue.", device=model.device)
+P = sky["input_ids"].shape[1]
+with torch.no_grad():
+    short = model(sky["input_ids"]).logits
+    longer = model(torch.cat([sky["input_ids"], theirs[:, n_prompt:]], dim=1)).logits
+gap = (longer[:, :P] - short).abs().max().item()
+print(f"largest change of the prompt's logits after appending {longer.shape[1] - P} tokens:",
+      "< 1e-4" if gap < 1e-4 else gap)
+assert gap < 1e-4
+
+# %% [markdown]
+# So each layer can keep the **keys and values** it computed for every past token (the
+# *KV cache*) and, for a new token, compute only that token's query, key and value and attend
+# to the cached ones. With `use_cache=True` the model returns the cache in `past_key_values`:
+
+# %%
+with torch.no_grad():
+    prefill_out = model(sky["input_ids"], use_cache=True)
+cache = prefill_out.past_key_values
+keys = cache.layers[0].keys
+print(type(cache).__name__, "|", len(cache.layers), "layers | keys of layer 0:", tuple(keys.shape),
+      "= [batch, key/value heads, tokens, head size] | cached tokens:", cache.get_seq_length())
+cfg = model.config
+head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * keys.element_size()
+measured = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers) / P
+print(f"cache size: {per_token / 1024:.1f} KiB per token (keys and values, every layer)")
+assert keys.shape == (1, cfg.num_key_value_heads, P, head_dim) and measured == per_token
+
+# %% [markdown]
+# The loop with a cache: **prefill** runs the prompt once; each **step** then feeds only the new
+# token, tells the model its **position** (the next index after everything in the cache), and
+# gets the updated cache back.
+
+# %%
+@torch.no_grad()
+def cached_loop(model, ids, max_new_tokens, eos_id, position_of=None):
+    out = model(ids, use_cache=True)  # prefill: the whole prompt, once
+    for step in range(max_new_tokens):
+        next_id = out.logits[:, -1].argmax(dim=-1, keepdim=True)
+        ids = torch.cat([ids, next_id], dim=1)
+        if next_id.item() == eos_id or step == max_new_tokens - 1:
+            break
+        # the new token is the last one of the sequence: its index is length - 1
+        position = ids.shape[1] - 1 if position_of is None else position_of(ids)
+        out = model(next_id, past_key_values=out.past_key_values,  # only the new token + the cache
+                    position_ids=torch.tensor([[position]], device=ids.device), use_cache=True)
+    return ids
+
+
+N = 24
+with torch.no_grad():
+    reference = model.generate(**sky, max_new_tokens=N, do_sample=False)
+hand = cached_loop(model, sky["input_ids"], N, EOS)
+print(repr(tokenizer.decode(hand[0, P:])))
+assert torch.equal(hand, reference)
+
+# %% [markdown]
+# Same tokens as `generate`. The position matters: the cache stores keys that already carry
+# their positions (RoPE rotates them by position), and the new token must be placed after them.
+# Two classic bugs: computing the position once before the loop (every new token gets the same
+# one), or counting positions within the new input only (always 0):
+
+# %%
+N_WRONG = 16
+frozen = cached_loop(model, sky["input_ids"], N_WRONG, EOS, position_of=lambda ids: P)
+zero = cached_loop(model, sky["input_ids"], N_WRONG, EOS, position_of=lambda ids: 0)
+for name, ids in [("right positions", hand), ("position frozen at P", frozen), ("position always 0", zero)]:
+    print(f"{name:<21} {tokenizer.decode(ids[0, P:P + N_WRONG])!r}")
+assert not torch.equal(frozen, reference[:, :P + N_WRONG]) and not torch.equal(zero, reference[:, :P + N_WRONG])
+
+# %% [markdown]
+# The text derails within a few tokens (or stops), without any error. If you pass no
+# `position_ids` at all, this model counts on from the cache length, which is right for one
+# unpadded prompt (one step, both ways, below) but not for a padded batch (section 4).
+
+# %%
+next_id = prefill_out.logits[:, -1:].argmax(dim=-1)
+with torch.no_grad():
+    implicit = model(next_id, past_key_values=cache, use_cache=True).logits
+    fresh_cache = model(sky["input_ids"], use_cache=True).past_key_values
+    explicit = model(next_id, past_key_values=fresh_cache, position_ids=torch.tensor([[P]], device=model.device),
+                     use_cache=True).logits
+gap = (implicit - explicit).abs().max().item()
+print("next-token logits, no position_ids vs position P: max |difference|", "< 1e-5" if gap < 1e-5 else gap)
+assert torch.allclose(implicit, explicit, atol=1e-5)
+
+# %% [markdown]
+# The package splits the same loop into one small function per idea: `lt.prefill`,
+# `lt.choose_next_token`, `lt.update_finished` (the stopping rule, section 4) and
+# `lt.decode_step`; `lt.stream_tokens` runs them in a loop.
+# `lt.generate` collects the tokens; with `use_cache=False`, `decode_step` recomputes the whole
+# sequence like the simplest loop:
+
+# %%
+print(inspect.getsource(lt.decode_step).split('"""')[-1].strip())
+
+# %%
+ours_cached = lt.generate(model, sky["input_ids"], sky["attention_mask"], max_new_tokens=N, eos_token_id=EOS)
+ours_uncached = lt.generate(model, capital["input_ids"], capital["attention_mask"], max_new_tokens=30,
+                            eos_token_id=EOS, use_cache=False)
+assert torch.equal(ours_cached, reference) and torch.equal(ours_uncached, theirs)
+print("lt.generate with cache (sky) and without (capital): same tokens as model.generate")
+
+# %% [markdown]
+# ## 3. How much faster? A timing from this run
+#
+# We generate `N_TIME` tokens from the same prompt three ways and record the time at which each
+# token comes out: the no-cache loop, our cached loop (`lt.stream_tokens`), and `generate` (a
+# streamer records its tokens as they arrive). Each runs twice, interleaved, and we keep for
+# every step the faster of its two durations: other programs on a busy machine add random
+# spikes, and a spike rarely hits the same step twice. `eos_token_id=None` makes all three run the full
+# length: passed explicitly, it also switches off `generate`'s own EOS stop. (Always pass the
+# attention mask too: without one and without an EOS id, `generate` guesses the padding from the
+# pad id, which here is `<|im_end|>`, a token the chat prompt contains.)
+
+# %%
+N_TIME = 40
+LENGTHS = (10, 40)
+
+
+class StepTimer(BaseStreamer):
+    """Records when generate() hands out each new token (its first put() is the prompt)."""
+
+    def __init__(self):
+        self.start, self.times, self.tokens, self.prompt_seen = time.perf_counter(), [], [], False
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.times.append(time.perf_counter() - self.start)
+        self.tokens.append(int(value.reshape(-1)[0]))
+
+    def end(self):
+        pass
+
+
+def time_hand_loop(use_cache):
+    start, times, tokens = time.perf_counter(), [], []
+    for step in lt.stream_tokens(model, sky["input_ids"], sky["attention_mask"], max_new_tokens=N_TIME,
+                                 use_cache=use_cache):
+        times.append(time.perf_counter() - start)
+        tokens.append(int(step.tokens[0]))
+    return times, tokens
+
+
+def time_generate():
+    timer = StepTimer()
+    with torch.no_grad():
+        model.generate(**sky, max_new_tokens=N_TIME, do_sample=False, eos_token_id=None, streamer=timer)
+    return timer.times, timer.tokens
+
+
+def best_of(runs):
+    """Cumulative times built from the faster of the runs at every step."""
+    steps = [[b - a for a, b in zip([0.0, *times], times, strict=False)] for times, _ in runs]
+    best = [min(durations) for durations in zip(*steps, strict=True)]
+    return [sum(best[:k + 1]) for k in range(len(best))]
+
+
+# %%
+runs = {"no cache": [time_hand_loop(False) for _ in range(2)]}  # the slow one, in a cell of its own
+
+# %%
+runs["hand loop, cache"], runs["generate()"] = [], []
+for _ in range(2):  # interleaved, so that both see the same load
+    runs["hand loop, cache"].append(time_hand_loop(True))
+    runs["generate()"].append(time_generate())
+
+# %%
+tokens_of = {name: results[0][1] for name, results in runs.items()}
+cumulative = {name: best_of(results) for name, results in runs.items()}
+assert all(results[0][1] == results[1][1] for results in runs.values())  # both runs: same tokens
+print("same", N_TIME, "tokens from all three:", tokens_of["no cache"] == tokens_of["hand loop, cache"]
+      == tokens_of["generate()"])
+positions_processed = {"no cache": sum(P + t for t in range(N_TIME)), "cache": P + N_TIME - 1}
+print(f"token positions pushed through the model for {N_TIME} new tokens after a {P}-token prompt:",
+      positions_processed)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# measured times: they differ from run to run and machine to machine
+print(f"{'':<18}" + "".join(f"{f'tok/s at {n}':>14}" for n in LENGTHS) + f"{'median step':>14}")
+for name, times in cumulative.items():
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    rates = "".join(f"{n / times[n - 1]:>14.1f}" for n in LENGTHS)
+    print(f"{name:<18}{rates}{1000 * sorted(steps)[len(steps) // 2]:>11.0f} ms")
+ratio = {n: (n / cumulative["hand loop, cache"][n - 1]) / (n / cumulative["generate()"][n - 1]) for n in LENGTHS}
+print("hand loop / generate, tokens/s:", {n: round(r, 2) for n, r in ratio.items()})
+
+# %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+for name, times in cumulative.items():
+    n = range(1, len(times) + 1)
+    left.plot(n, times, label=name)
+    right.plot(n, [k / t for k, t in zip(n, times, strict=True)], label=name)
+left.set(xlabel="tokens generated", ylabel="seconds since the call", title="cumulative time")
+right.set(xlabel="tokens generated", ylabel="tokens per second (so far)", title="throughput")
+left.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without a cache the cumulative time bends upward (each step costs more than the last: a
+# quadratic total); with a cache it is a straight line after the prefill. Our cached loop and
+# `generate` run the same forward passes, so they sit on top of each other (on a busy machine
+# the measured gap is noise). What we can assert whatever the load: the same tokens, the
+# quadratic count of token positions, and a much longer total time without the cache.
+
+# %%
+no_cache, cached = cumulative["no cache"], cumulative["hand loop, cache"]
+assert tokens_of["no cache"] == tokens_of["hand loop, cache"] == tokens_of["generate()"]
+assert positions_processed["no cache"] == N_TIME * P + N_TIME * (N_TIME - 1) // 2  # nP + n(n-1)/2
+assert no_cache[-1] > 1.5 * cached[-1], "without a cache, the same tokens take far longer"
+# loose bound, for a busy machine; a loop that lost its cache would be far below it
+assert 0.4 < ratio[N_TIME] < 2.5, "the cached hand loop runs at generate's speed"
+print("checked: same tokens; quadratic work and a much longer time without cache; hand loop ≈ generate")
+
+# %% [markdown]
+# ## 4. Batches: padding, positions, EOS per row, log-probs
+#
+# Several prompts of different lengths go through the model as one tensor. As in notebook 03,
+# a decoder-only model is padded on the **left**, so that every row's last column is its last
+# real token and all rows generate into the same new column. The attention mask hides the
+# pads, and the position ids count from each row's first real token:
+
+# %%
+questions = [
+    "What is the capital of France?",
+    "Summarise in one sentence: The printing press, invented by Johannes Gutenberg around 1440, "
+    "made books cheaper, and within decades printed material spread across Europe.",
+    "Hi!",
+]
+left_tokenizer = lt.load_tokenizer(padding_side="left")
+texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                       tokenize=False) for q in questions]
+batch = left_tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+ids, mask = batch["input_ids"], batch["attention_mask"]
+positions = lt.position_ids_from_mask(mask)
+for row in range(len(questions)):
+    pads = int((mask[row] == 0).sum())
+    print(f"row {row}: {pads:>2} pads + {int(mask[row].sum()):>3} tokens | mask "
+          f"{''.join(map(str, mask[row, pads - 2 if pads > 1 else 0:pads + 4].tolist()))}… | positions "
+          f"{positions[row, max(pads - 2, 0):pads + 4].tolist()}…{positions[row, -1].item()}")
+
+# %% [markdown]
+# The loop for a batch, inline: the same prefill and steps, plus a mask that grows by a column
+# of ones, positions that grow by one per row, and a `finished` flag per row. A finished row
+# keeps going through the model (the batch stays rectangular) but gets the pad token, and the
+# loop ends when every row is finished.
+
+# %%
+@torch.no_grad()
+def batch_loop(model, ids, mask, max_new_tokens, eos_id, pad_id):
+    positions = lt.position_ids_from_mask(mask)
+    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    out = model(ids, attention_mask=mask, position_ids=positions, use_cache=True)  # prefill
+    for step in range(max_new_tokens):
+        next_ids = out.logits[:, -1].argmax(dim=-1)
+        next_ids = torch.where(finished, pad_id, next_ids)  # finished rows only get padding
+        finished |= next_ids == eos_id  # a row that says EOS is done
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # the new token is real
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)  # one place further
+        out = model(next_ids[:, None], attention_mask=mask, position_ids=positions[:, -1:],
+                    past_key_values=out.past_key_values, use_cache=True)
+    return ids
+
+
+N_BATCH = 32
+with torch.no_grad():
+    theirs = model.generate(**batch, max_new_tokens=N_BATCH, do_sample=False, pad_token_id=PAD,
+                            output_logits=True, return_dict_in_generate=True)
+inline = batch_loop(model, ids, mask, N_BATCH, EOS, PAD)
+ours, logprobs = lt.generate(model, ids, mask, max_new_tokens=N_BATCH, eos_token_id=EOS, pad_token_id=PAD,
+                             return_logprobs=True)
+assert torch.equal(inline, theirs.sequences) and torch.equal(ours, theirs.sequences)
+answers = lt.answer_tokens(ours, ids.shape[1], EOS)
+for row, answer in enumerate(answers):
+    print(f"row {row}: {len(answer):>2} tokens before EOS | {tokenizer.decode(answer)!r}")
+new = ours[:, ids.shape[1]:]
+first_eos = [r.index(EOS) if EOS in r else None for r in new.tolist()]
+print("first EOS at new-token index:", first_eos, "| output columns:", new.shape[1])
+assert first_eos[0] is not None and first_eos[0] < new.shape[1] - 1  # row 0 finished early...
+assert (new[0, first_eos[0]:] == PAD).all()  # ...and was padded after its EOS
+
+# %% [markdown]
+# Inline loop, `lt.generate` and `generate` agree on all rows, with the short answer padded
+# after its EOS. (Here the pad token *is* `<|im_end|>`, the EOS; models differ.)
+#
+# **Echo.** `generate` returns prompt + answer (*echo*, in Llama's terms). `lt.answer_tokens`
+# cuts each row the Llama way: only the answer or the prompt too (without its padding), up to
+# the first EOS:
+
+# %%
+short = lt.answer_tokens(ours, ids.shape[1], EOS, echo=False)[0]
+echoed = lt.answer_tokens(ours, ids.shape[1], EOS, echo=True, attention_mask=mask)[0]
+print("echo=False:", repr(tokenizer.decode(short)))
+print("echo=True: ", repr(tokenizer.decode(echoed)[-90:]))
+assert echoed == ids[0, mask[0].bool()].tolist() + short
+
+# %% [markdown]
+# **Per-token log-probabilities.** With `return_logprobs=True`, `lt.generate` also returns the
+# log-probability of each chosen token under the model's unmodified distribution (0 for the
+# padding after EOS). `generate` can report the same numbers: ask it for the raw logits and
+# normalise them, e.g. with `compute_transition_scores(..., normalize_logits=True)`:
+
+# %%
+scores = model.compute_transition_scores(theirs.sequences, theirs.logits, normalize_logits=True)
+raw = torch.stack(theirs.logits, dim=1)
+from_raw = torch.log_softmax(raw, dim=-1).gather(-1, new[..., None])[..., 0]
+exact = torch.log_softmax(raw.double(), dim=-1).gather(-1, new[..., None])[..., 0]
+row, n_real = 0, first_eos[0] + 1
+print(f"{'token':<12}{'ours':>10}{'transition':>12}{'prob':>8}")
+for t in range(n_real):
+    print(f"{tokenizer.decode(new[row, t])!r:<12}{logprobs[row, t].item():>10.4f}"
+          f"{scores[row, t].item():>12.4f}{logprobs[row, t].exp().item():>8.3f}")
+is_eos = (new == EOS).int()
+real = is_eos.cumsum(1) - is_eos == 0  # up to and including each row's first EOS
+assert (logprobs[~real] == 0).all() and (~real[0]).any()
+assert torch.allclose(logprobs[real], from_raw[real], atol=1e-5)
+assert torch.allclose(logprobs[real], scores[real], atol=3e-4)
+ours_error = (logprobs[real].double() - exact[real]).abs().max().item()
+theirs_error = (scores[real].double() - exact[real]).abs().max().item()
+print(f"largest error against a float64 log-softmax: ours {ours_error:.1e}, "
+      f"compute_transition_scores {theirs_error:.1e}")
+assert ours_error < 5e-5 and ours_error <= theirs_error
+
+# %% [markdown]
+# The agreement is to about 1e-4, not exactly: `compute_transition_scores` normalises over the
+# vocabulary axis of a `[batch, vocab, steps]` stack, and in float32 that sum comes out a little
+# less precise than a log-softmax over the last axis (the float64 column above is the judge).
+#
+# ### Llama's reference `generate()`, mapped to this loop
+#
+# Seeds 002 and 004 walk through Llama's own `generate()`. It solves the same problems with a
+# different layout: prompts are written **left-aligned** into a tensor filled with `pad_id`, the
+# loop starts at the *shortest* prompt's length, and `input_text_mask` keeps the longer prompts'
+# own tokens where the loop would otherwise write a generated one. Every row's token *k* sits in
+# column *k*, so positions need no per-row bookkeeping and no attention mask is needed (no pad
+# ever lies before `cur_pos`).
+#
+# | Llama `generate()` | here |
+# |---|---|
+# | `tokens = torch.full((bsz, total_len), pad_id)`, prompts left-aligned | left-padded `input_ids` + `attention_mask`; columns appended |
+# | `input_text_mask = tokens != pad_id` | `attention_mask` (prompt part) |
+# | `for cur_pos in range(min_prompt_len, total_len)` | prefill the whole batch, then one step per new column |
+# | `model.forward(tokens[:, prev_pos:cur_pos], prev_pos)` | `decode_step`: new token + cache + `position_ids` |
+# | `torch.where(input_text_mask[:, cur_pos], tokens[:, cur_pos], next_token)` | not needed: all rows generate from the same column |
+# | `eos_reached \|= ~input_text_mask[:, cur_pos] & (next_token == eos_id)`; `if all(eos_reached): break` | `finished \|= isin(next, eos)`; stop when all finished |
+# | (rows keep generating after EOS; cut afterwards) | finished rows get `pad_token_id` |
+# | `token_logprobs = -F.cross_entropy(logits.transpose(1, 2), target, ignore_index=pad_id)` | `log_softmax(logits).gather(next)` |
+# | `echo`; cut at `eos_id` | `lt.answer_tokens(..., echo=...)` |
+#
+# Here is Llama's loop on our Hugging Face model, with its cache: left-aligned prompts, pad `-1`
+# as in Llama (never fed to the model), greedy. It computes the log-probs in both places: before
+# writing the chosen token (as in the seed's code) and after (as in Llama's repository today):
+
+# %%
+def target_logprobs(logits, targets, pad_id):
+    """Llama's per-token log-probs: minus the cross-entropy, 0 where the target is padding."""
+    return -F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=pad_id)
+
+
+@torch.no_grad()
+def llama_style_generate(model, prompt_tokens, max_gen_len, eos_id, echo=False, pad_id=-1):
+    bsz, device = len(prompt_tokens), model.device
+    min_prompt_len = min(len(t) for t in prompt_tokens)
+    total_len = max(len(t) for t in prompt_tokens) + max_gen_len
+    tokens = torch.full((bsz, total_len), pad_id, dtype=torch.long, device=device)
+    for k, t in enumerate(prompt_tokens):
+        tokens[k, :len(t)] = torch.tensor(t, device=device)
+    input_text_mask = tokens != pad_id
+    logprobs_seed_order = torch.zeros(tokens.shape, device=device)
+    logprobs_fixed_order = torch.zeros(tokens.shape, device=device)
+    eos_reached = torch.zeros(bsz, dtype=torch.bool, device=device)
+    prev_pos, cache = 0, None
+    for cur_pos in range(min_prompt_len, total_len):
+        out = model(tokens[:, prev_pos:cur_pos], past_key_values=cache, use_cache=True,
+                    position_ids=torch.arange(prev_pos, cur_pos, device=device)[None].expand(bsz, -1))
+        logits, cache = out.logits.float(), out.past_key_values
+        # the seed's order: log-probs of columns prev_pos+1 .. cur_pos before cur_pos is written
+        logprobs_seed_order[:, prev_pos + 1:cur_pos + 1] = target_logprobs(
+            logits, tokens[:, prev_pos + 1:cur_pos + 1], pad_id)
+        next_token = logits[:, -1].argmax(dim=-1)
+        next_token = torch.where(input_text_mask[:, cur_pos], tokens[:, cur_pos], next_token)
+        tokens[:, cur_pos] = next_token
+        # the fixed order: the same, after the chosen token is in place
+        logprobs_fixed_order[:, prev_pos + 1:cur_pos + 1] = target_logprobs(
+            logits, tokens[:, prev_pos + 1:cur_pos + 1], pad_id)
+        eos_reached |= ~input_text_mask[:, cur_pos] & (next_token == eos_id)
+        prev_pos = cur_pos
+        if all(eos_reached):
+            break
+    results = []
+    for i, toks in enumerate(tokens.tolist()):
+        start = 0 if echo else len(prompt_tokens[i])
+        toks = toks[start:len(prompt_tokens[i]) + max_gen_len]
+        probs = {name: lp[i, start:len(prompt_tokens[i]) + max_gen_len].tolist()
+                 for name, lp in [("seed", logprobs_seed_order), ("fixed", logprobs_fixed_order)]}
+        if eos_id in toks:  # cut at EOS, as Llama does
+            toks = toks[:toks.index(eos_id)]
+            probs = {name: p[:len(toks)] for name, p in probs.items()}
+        results.append((toks, probs))
+    return results
+
+
+prompt_tokens = [ids[row, mask[row].bool()].tolist() for row in range(len(questions))]
+llama = llama_style_generate(model, prompt_tokens, N_BATCH, EOS)
+ours_answers, ours_logprobs = lt.answer_tokens(ours, ids.shape[1], EOS, logprobs=logprobs)
+for row, (toks, probs) in enumerate(llama):
+    print(f"row {row}: same answer as lt.generate: {toks == ours_answers[row]} | first log-probs, seed order "
+          f"{[round(p, 3) for p in probs['seed'][:3]]}, fixed {[round(p, 3) for p in probs['fixed'][:3]]}")
+    assert toks == ours_answers[row]
+    assert all(p == 0 for p in probs["seed"])
+    assert max(abs(a - b) for a, b in zip(probs["fixed"], ours_logprobs[row], strict=True)) < 1e-3
+
+# %% [markdown]
+# Both layouts give the same answers. But the log-probs computed *before* the chosen token is
+# written are all zero: the target column still holds `pad_id`, which `ignore_index` skips.
+# Users hit exactly this in Llama's repository (issue meta-llama/llama#583, "Can't compute the
+# logprobs of generated tokens"); the fix moved the computation after `tokens[:, cur_pos] = ...`.
+# After the move the numbers agree with ours (to 1e-3: Llama's layout feeds the longer prompts'
+# tail one token at a time, so the float rounding differs slightly).
+#
+# ### Position ids really matter for learned positions
+#
+# Our model uses RoPE, which only sees distances between tokens: if a padded row's positions
+# all shift by its number of pads, nothing changes (notebook 03 showed it). GPT-2 instead *adds*
+# a learned vector per absolute position. A tiny, randomly initialised GPT-2 (built from a
+# config, no download) shows the difference: a padded row's next-token logits depend on
+# the position ids, and with positions from the mask each row gets exactly what it gets alone.
+
+# %%
+torch.manual_seed(0)
+gpt2_config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,
+                         initializer_range=0.3, bos_token_id=tokenizer.bos_token_id, eos_token_id=EOS)
+gpt2 = GPT2LMHeadModel(gpt2_config).eval()
+g_ids = left_tokenizer(["The cat sat on the mat and looked outside.", "Hello"], return_tensors="pt",
+                       padding=True)
+g_mask = g_ids["attention_mask"]
+from_mask, _ = lt.prefill(gpt2, g_ids["input_ids"], g_mask)  # positions from the mask (the default)
+counting_pads, _ = lt.prefill(gpt2, g_ids["input_ids"], g_mask, torch.arange(g_mask.shape[1]).expand_as(g_mask))
+print("padded row, max |logit difference| with pads counted as positions:",
+      round((from_mask[1] - counting_pads[1]).abs().max().item(), 3))
+together = lt.generate(gpt2, g_ids["input_ids"], g_mask, max_new_tokens=8, eos_token_id=EOS, pad_token_id=PAD)
+alone = lt.generate(gpt2, g_ids["input_ids"][1:, -int(g_mask[1].sum()):], max_new_tokens=8, eos_token_id=EOS)
+with torch.no_grad():
+    library = gpt2.generate(**g_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD)
+assert (from_mask[1] - counting_pads[1]).abs().max() > 0.1
+assert together[1, -8:].tolist() == alone[0, -8:].tolist() and torch.equal(together, library)
+print("GPT-2, padded row in the batch == the same row alone, and == gpt2.generate")
+
+# %% [markdown]
+# ## 5. Sampling inside the loop
+#
+# Greedy decoding takes the argmax. Sampling draws the next token from the distribution instead,
+# usually after reshaping it. Notebook 05 explains each filter; here we only need their order
+# in `generate`: repetition penalty, then temperature, top-k, top-p, min-p, then a softmax over
+# the whole vocabulary and `torch.multinomial`, in float32. One step by hand, against the
+# package's `choose_next_token`, with the same seed:
+
+# %%
+logits = prefill_out.logits[:, -1].float()  # the sky prompt's next-token logits, from section 2
+scores = lt.apply_temperature(logits, 0.8)
+scores = lt.top_k_filter(scores, 50)
+scores = lt.top_p_filter(scores, 0.9)
+probs = torch.softmax(scores, dim=-1)
+print("tokens left after top-k 50 and top-p 0.9:", int((probs > 0).sum()))
+drawn = []
+for seed in range(5):
+    torch.manual_seed(seed)
+    by_hand = torch.multinomial(probs, num_samples=1).item()
+    torch.manual_seed(seed)
+    package = lt.choose_next_token(logits, do_sample=True, temperature=0.8, top_k=50, top_p=0.9).item()
+    assert by_hand == package
+    drawn.append(tokenizer.decode(by_hand))
+print("draws for seeds 0-4:", drawn)
+
+# %% [markdown]
+# With the same `torch.manual_seed` right before each call, the whole sampled loop reproduces
+# `generate(do_sample=True, ...)` token for token. One trap when comparing: **`generate` adds
+# `top_k=50` when sampling unless you pass `top_k` yourself**. `lt.generate` adds nothing:
+# `top_k=None` means no top-k. So compare with explicit arguments (`top_k=None` in both means
+# the same thing):
+
+# %%
+settings = [dict(top_k=50), dict(temperature=0.7, top_k=None, top_p=0.9),
+            dict(temperature=1.2, top_k=None, min_p=0.05, repetition_penalty=1.2)]
+for seed, kwargs in enumerate(settings):
+    torch.manual_seed(seed)
+    ours = lt.generate(model, ids, mask, max_new_tokens=12, do_sample=True, eos_token_id=EOS,
+                       pad_token_id=PAD, **kwargs)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        theirs = model.generate(**batch, max_new_tokens=12, do_sample=True, pad_token_id=PAD, **kwargs)
+    assert torch.equal(ours, theirs)
+    print(f"seed {seed}, {kwargs}: equal")
+    for row, answer in enumerate(lt.answer_tokens(ours, ids.shape[1], EOS)):
+        print(f"   row {row}: {tokenizer.decode(answer)!r}")
+
+# %%
+def sampled(seed, **kwargs):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return model.generate(**sky, max_new_tokens=8, do_sample=True, temperature=1.5, **kwargs)
+
+
+torch.manual_seed(3)
+lt_default = lt.generate(model, sky["input_ids"], max_new_tokens=8, do_sample=True, temperature=1.5,
+                         eos_token_id=EOS)
+torch.manual_seed(3)
+lt_top50 = lt.generate(model, sky["input_ids"], max_new_tokens=8, do_sample=True, temperature=1.5,
+                       top_k=50, eos_token_id=EOS)
+assert torch.equal(lt_default, sampled(3, top_k=None))  # unset here = top_k=None there
+assert torch.equal(lt_top50, sampled(3))  # generate's unset top_k = 50
+assert not torch.equal(lt_default, lt_top50)
+print("lt.generate(top_k=None) == generate(top_k=None); lt.generate(top_k=50) == generate() with top_k unset")
+
+# %% [markdown]
+# Llama's `sample_top_p` (seed 002) keeps the same tokens as top-p but draws from the
+# probabilities **sorted** by size. Same distribution, but the same random number lands on a
+# different token whenever the sorted order differs from the vocabulary order, so it cannot
+# reproduce `generate`'s seeded output (here it often agrees, because one token dominates):
+
+# %%
+same = 0
+plain = torch.softmax(logits / 0.8, dim=-1)
+for seed in range(20):
+    torch.manual_seed(seed)
+    llama_token = lt.sample_top_p(plain, 0.9).item()
+    torch.manual_seed(seed)
+    hf_token = lt.choose_next_token(logits, do_sample=True, temperature=0.8, top_p=0.9).item()
+    same += llama_token == hf_token
+print(f"same token for {same} of 20 seeds")
+assert same < 20
+
+# %% [markdown]
+# ## 6. Streaming
+#
+# A chat interface prints the answer while it is being generated. Our loop is a Python generator
+# (`lt.stream_tokens`), so we can print each token as it arrives. Decoding token by token is
+# not quite right, though: a character can span several tokens (an emoji, most Japanese), and
+# each piece alone decodes to `�`:
+
+# %%
+smile = tokenizer("🙂", add_special_tokens=False)["input_ids"]
+print(len(smile), "tokens:", [tokenizer.decode([t]) for t in smile], "→ together:", tokenizer.decode(smile))
+assert len(smile) > 1 and tokenizer.decode(smile) == "🙂"
+
+# %% [markdown]
+# So a streamer decodes everything produced so far and prints only the new part, holding back
+# text that ends in an incomplete character. A Japanese answer makes the point (this small,
+# English-centric model's Japanese is poor, but every character spans several tokens):
+
+# %%
+def stream_answer(model, inputs, max_new_tokens):
+    new_ids, printed, chunks, held = [], "", 0, 0
+    for step in lt.stream_tokens(model, inputs["input_ids"], inputs["attention_mask"],
+                                 max_new_tokens=max_new_tokens, eos_token_id=EOS):
+        new_ids.append(step.tokens[0].item())
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # "�": the rest of a split character has not come yet
+            held += 1
+            continue
+        if text != printed:
+            print(text[len(printed):], end="", flush=True)
+            printed, chunks = text, chunks + 1
+    print()
+    return printed, chunks, held
+
+
+japanese = lt.chat_inputs(tokenizer, "How do you say 'thank you' in Japanese? Answer with the Japanese word only.",
+                          device=model.device)
+streamed, our_chunks, held = stream_answer(model, japanese, 20)
+print(f"{our_chunks} pieces printed; {held} times a piece was held back, waiting for the rest of a character")
+assert held > 0 and "\ufffd" not in streamed
+
+# %% [markdown]
+# transformers has the same idea built in: `TextStreamer` prints text as it completes
+# (`TextIteratorStreamer` hands it to another thread, for a web app). We keep a copy of what it
+# prints to compare:
+
+# %%
+class RecordingStreamer(TextStreamer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text, self.chunks = "", 0
+
+    def on_finalized_text(self, text, stream_end=False):
+        self.text, self.chunks = self.text + text, self.chunks + (text != "")
+        super().on_finalized_text(text, stream_end)
+
+
+streamer = RecordingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+with torch.no_grad():
+    full = model.generate(**japanese, max_new_tokens=20, do_sample=False, streamer=streamer)
+final = tokenizer.decode(full[0, japanese["input_ids"].shape[1]:], skip_special_tokens=True)
+print(f"TextStreamer printed {streamer.chunks} piece(s); we printed {our_chunks}")
+assert streamer.text == streamed == final
+assert streamer.chunks < our_chunks
+
+# %% [markdown]
+# Same text, but `TextStreamer` printed it in fewer pieces: it waits for a space (a complete
+# word) before printing, and only CJK ideographs count as complete on their own, not kana, so
+# a kana answer without spaces appears at once. A character-level streamer like ours shows it
+# as it is generated.
+
+# %% [markdown]
+# ## Recap
+#
+# - Generation is a loop: forward, choose the next token from the last position's logits,
+#   append, stop at EOS or at `max_new_tokens`. Greedy is an argmax; `generate` returns prompt +
+#   new tokens, EOS included.
+# - Without a cache every step recomputes the whole sequence (quadratic total). The KV cache
+#   keeps each layer's keys and values: prefill once, then feed one token per step, **at its
+#   position**. Wrong positions break the text silently.
+# - Batches: pad on the left, pass the mask, take positions from the mask (they matter for
+#   learned positions like GPT-2's; RoPE forgives a uniform shift). Finished rows get the pad
+#   token; the loop stops when all rows are finished. Llama's reference loop does the same job
+#   with left-aligned prompts and `input_text_mask`; its log-probs must be computed after the
+#   token is written.
+# - Sampling: penalty, temperature, top-k, top-p, min-p, softmax, `multinomial` over the
+#   vocabulary. With the same seed our loop reproduces `generate`; mind `generate`'s implicit
+#   `top_k=50`, and that an explicit `eos_token_id=None` disables its EOS stop.
+# - `lt.generate(model, ids, mask, max_new_tokens=..., eos_token_id=...)` is the loop in the
+#   package; `lt.stream_tokens` yields its steps. To stream text, decode the whole answer so
+#   far and print only the new part, holding back a character until all its tokens are there.
+#
+# ## Exercises
+#
+# 1. `generate(min_new_tokens=k)` forbids EOS for the first *k* new tokens. Write that loop
+#    from `lt.prefill`, `lt.choose_next_token` and `lt.decode_step` (set the EOS logit to
+#    `-inf` while fewer than *k* tokens exist) and check it against `generate` for the
+#    capital-of-France prompt with *k* = 12.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def min_new_tokens_loop(model, ids, max_new_tokens, min_new_tokens, eos_id):
+    positions = lt.position_ids_from_mask(torch.ones_like(ids))
+    logits, cache = lt.prefill(model, ids)
+    for step in range(max_new_tokens):
+        if step < min_new_tokens:
+            logits = logits.clone()
+            logits[:, eos_id] = float("-inf")
+        next_ids = lt.choose_next_token(logits)
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        if next_ids.item() == eos_id or step == max_new_tokens - 1:
+            break
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+        logits, cache = lt.decode_step(model, ids, None, positions, cache)
+    return ids
+
+
+ours = min_new_tokens_loop(model, capital["input_ids"], 16, 12, EOS)
+with torch.no_grad():
+    theirs = model.generate(**capital, max_new_tokens=16, min_new_tokens=12, do_sample=False)
+print(repr(tokenizer.decode(ours[0, n_prompt:])))
+assert torch.equal(ours, theirs) and ours.shape[1] - n_prompt >= 12
+
+# %% [markdown]
+# 2. The per-token log-probs of an answer add up to the log-probability of the whole answer
+#    given the prompt. Check that the sum for the short batch answer (row 0 of section 4)
+#    equals what teacher forcing gives: `lt.token_logprobs` on prompt + answer (notebook 03).
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+row_ids = ours_answers[0] + [EOS]  # the answer and the EOS that ended it
+sequence = torch.tensor([prompt_tokens[0] + row_ids])
+teacher = lt.token_logprobs(model, sequence)[0, -len(row_ids):]
+from_loop = logprobs[0, :len(row_ids)]
+print(f"sum from the loop {from_loop.sum().item():.4f} | teacher forcing {teacher.sum().item():.4f}")
+assert torch.allclose(from_loop, teacher, atol=1e-3)
+
+# %% [markdown]
+# 3. Stop at a string instead of a token: with `lt.stream_tokens`, stop the sky answer as soon
+#    as its text contains a comma. Compare with `generate(stop_strings=",",
+#    tokenizer=tokenizer)`.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+new_ids = []
+for step in lt.stream_tokens(model, sky["input_ids"], max_new_tokens=40, eos_token_id=EOS):
+    new_ids.append(step.tokens[0].item())
+    if "," in tokenizer.decode(new_ids):
+        break
+with torch.no_grad():
+    theirs = model.generate(**sky, max_new_tokens=40, do_sample=False, stop_strings=",", tokenizer=tokenizer)
+print(repr(tokenizer.decode(new_ids)))
+assert new_ids == theirs[0, P:].tolist()
