@@ -213,16 +213,6 @@ def test_short_error_rejects_bad_arguments(args, error):
 # ---------------------------------------------------------------- with the real model
 
 
-@pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return lt.load_tokenizer()
-
-
 def test_generate_errors_and_warnings_are_caught_without_stray_stderr(model, tokenizer, capfd):
     inputs = lt.chat_inputs(tokenizer, "Hi", device=model.device)
     with expect_error(ValueError, match="`max_length` is set to") as err:

@@ -22,16 +22,6 @@ QUESTIONS = (
 
 
 @pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def batch(tokenizer):
     """Three chat prompts of very different lengths, left-padded, with their mask."""
     texts = [

@@ -9,11 +9,6 @@ import torch
 import llm_tutorial as lt
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return lt.load_tokenizer()
-
-
 def test_setup_notebook_prints_a_banner_and_fixes_threads(capsys, monkeypatch):
     monkeypatch.setenv("LLM_TUTORIAL_THREADS", "1")
     before = torch.get_num_threads()

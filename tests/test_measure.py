@@ -13,16 +13,6 @@ TEXT = "The cat sat on the mat because it was tired."
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
 def tiny_llama_dir(tmp_path_factory):
     """A tiny random Llama (untied head) saved to a folder, to quantize with bitsandbytes."""
     from transformers import LlamaConfig, LlamaForCausalLM

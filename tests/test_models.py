@@ -11,16 +11,6 @@ import llm_tutorial as lt
 
 
 @pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory, tokenizer):
     """A randomly initialised GPT-2 (learned absolute positions) saved with the embedded tokenizer."""
     folder = tmp_path_factory.mktemp("tiny-gpt2")

@@ -16,16 +16,6 @@ import llm_tutorial as lt
 
 
 @pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def prompt_ids(tokenizer):
     """Two prompts (left-padded batch) in the chat format, so the end-of-turn token is in them."""
     tokenizer.padding_side = "left"

@@ -14,16 +14,6 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return lt.load_model()
-
-
-@pytest.fixture(scope="module")
 def gpt2(tok):
     """A tiny random GPT-2 (learned absolute positions, context 32) over the embedded vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -16,11 +16,6 @@ from llm_tutorial.tokens import Token, TokenView, _byte_decoder
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return lt.load_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def sp_tok():
     """A tiny Llama-2-style tokenizer: '▁' marks spaces, unknown characters fall back to <0xNN>
     bytes, and <s> is added in front of every text."""
