@@ -12,3 +12,41 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_TUTORIAL_THREADS", "2")
 # Stored outputs are for the embedded model: a model chosen for exploring must not leak in.
 os.environ.pop("LLM_TUTORIAL_MODEL", None)
+
+import pytest  # noqa: E402  (the environment above must be set first)
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The default model (the embedded one: see above), in eval mode, loaded once per run.
+
+    Tests must not change it in place; one that needs another dtype or device builds its own.
+    """
+    import llm_tutorial as lt
+
+    return lt.load_model()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The default model's tokenizer. A test that changes it (e.g. ``padding_side``) restores it."""
+    import llm_tutorial as lt
+
+    return lt.load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tok(tokenizer):
+    """Short alias of ``tokenizer``."""
+    return tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _docstring_examples_get_a_model(request, doctest_namespace):
+    """The docstring examples of ``llm_tutorial`` use ``model`` and ``tok``: give them the real ones,
+    so that every example runs (and is checked) against the embedded model."""
+    from _pytest.doctest import DoctestItem
+
+    if isinstance(request.node, DoctestItem):
+        doctest_namespace["model"] = request.getfixturevalue("model")
+        doctest_namespace["tok"] = request.getfixturevalue("tokenizer")

@@ -27,8 +27,8 @@ def chat_inputs(tokenizer, question: str | list[dict[str, str]], *, system: str 
     """Token ids and attention mask for ``question`` in the model's chat format, ready for
     ``model.generate(**inputs)``; the prompt ends where the assistant's answer begins.
 
-    >>> inputs = chat_inputs(tok, "Hi")  # doctest: +SKIP
-    >>> tok.decode(inputs["input_ids"][0]).endswith("assistant\\n")  # doctest: +SKIP
+    >>> inputs = chat_inputs(tok, "Hi")
+    >>> tok.decode(inputs["input_ids"][0]).endswith("assistant\\n")
     True
     """
     inputs = tokenizer.apply_chat_template(
@@ -44,7 +44,7 @@ def ask(model, tokenizer, question: str | list[dict[str, str]], *, system: str |
         max_new_tokens: int = 64) -> str:
     """Answer ``question`` greedily through the chat template and return only the new text.
 
-    >>> ask(model, tok, "What is the capital of France?")  # doctest: +SKIP
+    >>> ask(model, tok, "What is the capital of France?")
     'The capital of France is Paris.'
     """
     import torch

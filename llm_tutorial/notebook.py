@@ -79,7 +79,7 @@ def setup_notebook(seed: int = 0, threads: int | None = None, model: str | None 
 
     Call it in the first code cell of every notebook.
 
-    >>> banner = setup_notebook(seed=0)  # doctest: +SKIP
+    >>> banner = setup_notebook(seed=0)
     llm-tutorial 0.1.0 | Python 3.11.7 | torch 2.13.0+cpu | ... | model SmolLM2-135M-Instruct (embedded)
     """
     import torch

@@ -168,8 +168,8 @@ def token_logprobs(model, input_ids, attention_mask=None):
     (teacher forcing). Positions whose target is padding (mask 0) are set to 0. Left or right
     padding both work (with left padding, position ids are derived from the mask).
 
-    >>> lp = token_logprobs(model, tok("Hello world", return_tensors="pt").input_ids)  # doctest: +SKIP
-    >>> lp.shape  # doctest: +SKIP
+    >>> lp = token_logprobs(model, tok("Hello world", return_tensors="pt").input_ids)
+    >>> lp.shape
     torch.Size([1, 1])
     """
     import torch
@@ -194,7 +194,7 @@ def text_logprob(model, tokenizer, text: str | list[str]) -> float | list[float]
     """Sum of the log-probabilities (natural log) of every token of ``text`` after the first.
     A list of texts gives a list of sums (scored as one padded batch).
 
-    >>> text_logprob(model, tok, "The cat sat on the mat.") < 0  # doctest: +SKIP
+    >>> text_logprob(model, tok, "The cat sat on the mat.") < 0
     True
     """
     _, batch, input_ids, mask, _ = _scored(model, tokenizer, text)
@@ -206,7 +206,7 @@ def perplexity(model, tokenizer, text: str | list[str]) -> float | list[float]:
     """``exp(-mean log-prob)`` over the predicted tokens of ``text``; equals ``exp(loss)`` of
     ``model(input_ids, labels=input_ids)``. A list of texts gives a list (one value per text).
 
-    >>> perplexity(model, tok, "The cat sat on the mat.") > 1  # doctest: +SKIP
+    >>> perplexity(model, tok, "The cat sat on the mat.") > 1
     True
     """
     _, batch, input_ids, mask, lengths = _scored(model, tokenizer, text)
@@ -346,8 +346,8 @@ def next_token_table(tokenizer, logits, k: int = 10, *, prompt: str | None = Non
     vocabulary, e.g. ``model(**inputs).logits[0, -1]``). Probabilities are the float32 softmax.
 
     >>> import torch
-    >>> table = next_token_table(tok, torch.tensor([0.0, 2.0, 1.0]), k=2)  # doctest: +SKIP
-    >>> table.ids  # doctest: +SKIP
+    >>> table = next_token_table(tok, torch.tensor([0.0, 2.0, 1.0]), k=2)
+    >>> table.ids
     [1, 2]
     """
     import torch
@@ -384,7 +384,7 @@ def next_token_distribution(model, tokenizer, prompt, k: int = 10):
     with ``input_ids`` (and ``attention_mask``), e.g. ``lt.chat_inputs(tok, "Hi")``; with a
     mask, each row's last real token is used, whichever side the padding is on.
 
-    >>> print(next_token_distribution(model, tok, "The capital of France is", k=1))  # doctest: +SKIP
+    >>> print(next_token_distribution(model, tok, "The capital of France is", k=1))
     rank  token   id     logit    prob
        1  ·Paris  7042  ...
     """
@@ -518,8 +518,8 @@ def surprise(model, tokenizer, text, *, scale: float = SURPRISE_SCALE):
     """Score every token of ``text`` and return a ``SurpriseView`` (a list of them for a list
     of texts). ``scale``: the surprise, in nats, drawn fully red.
 
-    >>> view = surprise(model, tok, "The cat sat on the mat.")  # doctest: +SKIP
-    >>> view.most_surprising.text  # doctest: +SKIP
+    >>> view = surprise(model, tok, "The cat sat on the mat.")
+    >>> view.most_surprising.text
     ' cat'
     """
     import torch
@@ -616,8 +616,8 @@ def logit_lens(model, tokenizer, prompt: str) -> LogitLens:
     norm is not found raises NotImplementedError. Extra output transforms (e.g. Gemma 2's logit
     soft-capping) are not applied to the intermediate rows.
 
-    >>> lens = logit_lens(model, tok, "The capital of France is")  # doctest: +SKIP
-    >>> lens.texts[-1][-1]  # doctest: +SKIP
+    >>> lens = logit_lens(model, tok, "The capital of France is")
+    >>> lens.texts[-1][-1]
     ' Paris'
     """
     import torch
