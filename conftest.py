@@ -10,6 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_TUTORIAL_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as llm_tutorial sets it; see its __init__
 # Stored outputs are for the embedded model: a model chosen for exploring must not leak in.
 os.environ.pop("LLM_TUTORIAL_MODEL", None)
 

@@ -1,5 +1,6 @@
 """setup_notebook, seeding, the banner, the chat helpers and the command line."""
 
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,13 @@ def test_command_line_info():
     result = subprocess.run([sys.executable, "-m", "llm_tutorial", "info"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "cache folder:" in result.stdout and "SmolLM2-135M-Instruct" in result.stdout
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_import_sets_a_passive_openmp_wait_policy_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, llm_tutorial, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
