@@ -12,7 +12,8 @@ _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # torch's OpenMP threads spin while they wait for work by default. On a laptop that is busy with
 # anything else (a browser, the Jupyter server) spinning threads fight over the cores. Measured
 # on 2 cores with one core kept busy: 40 cached generation steps took 7.1 s spinning and 2.9 s
-# passive; on an idle machine passive costs about 10%. Takes effect only when torch is not yet
+# passive; on an idle machine the difference was within run-to-run noise (about 15%), for both
+# generation steps and long forward passes. Takes effect only when torch is not yet
 # imported (notebooks import llm_tutorial first); an OMP_WAIT_POLICY you set yourself wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
