@@ -300,6 +300,67 @@ def test_gpt2_mask_inferred_from_pad_id_like_generate(gpt2, gpt2_batch):
     assert torch.equal(inferred, generate(gpt2, ids, mask, max_new_tokens=8, pad_token_id=0, eos_token_id=2))
 
 
+# ---------------------------------------------------------------------------------------------
+# other architectures: tiny, randomly initialised, built from configs (no download)
+# ---------------------------------------------------------------------------------------------
+_SMALL = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+ARCHITECTURES = {  # rotary (full or partial), learned absolute positions, ALiBi, parallel blocks, GQA
+    "Qwen2Config": dict(num_key_value_heads=2, **_SMALL),
+    "MistralConfig": dict(num_key_value_heads=2, **_SMALL),
+    "Gemma2Config": dict(num_key_value_heads=2, head_dim=16, **_SMALL),
+    "PhiConfig": dict(**_SMALL),
+    "GPTNeoXConfig": dict(**_SMALL),
+    "OPTConfig": dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
+                      word_embed_proj_dim=64),
+    "BloomConfig": dict(vocab_size=1000, hidden_size=64, n_layer=2, n_head=4),
+    "FalconConfig": dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4),
+    "GPTJConfig": dict(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=128),
+    "GPTNeoConfig": dict(vocab_size=1000, hidden_size=64, num_layers=2, num_heads=4, max_position_embeddings=128,
+                         attention_types=[[["global", "local"], 1]]),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def tiny_model(request):
+    import transformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, request.param)(**ARCHITECTURES[request.param], pad_token_id=0,
+                                                  bos_token_id=1, eos_token_id=2)
+    config.initializer_range = 0.3  # large random weights: confident, varied next tokens
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    """Random ids below 1000, left-padded with pad id 0 (not the EOS id 2), lengths 9, 3 and 6."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 1000, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :6] = 0
+    mask[2, :3] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_other_architectures_greedy_with_eos_mid_batch(tiny_model, tiny_batch, use_cache):
+    ids, mask = tiny_batch
+    free = generate(tiny_model, ids, mask, max_new_tokens=10, pad_token_id=0)
+    eos = int(free[1, ids.shape[1] + 2])  # row 1 "ends" at its third new token
+    mine, ref = ours_and_hf(tiny_model, ids, mask, max_new_tokens=10, eos_token_id=eos, pad_token_id=0,
+                            use_cache=use_cache)
+    assert torch.equal(mine, ref)
+    assert (mine[1, ids.shape[1] + 3:] == 0).all()  # padded after its EOS
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_other_architectures_seeded_sampling(tiny_model, tiny_batch, seed):
+    ids, mask = tiny_batch
+    mine, ref = ours_and_hf(tiny_model, ids, mask, seed=seed, max_new_tokens=10, do_sample=True, top_k=20,
+                            temperature=0.9, pad_token_id=0)
+    assert torch.equal(mine, ref)
+
+
 def test_gpt2_bfloat16_equals_generate(gpt2, gpt2_batch):
     model = GPT2LMHeadModel(gpt2.config).eval()
     model.load_state_dict(gpt2.state_dict())
