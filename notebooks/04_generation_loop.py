@@ -116,11 +116,12 @@ keys = cache.layers[0].keys
 print(type(cache).__name__, "|", len(cache.layers), "layers | keys of layer 0:", tuple(keys.shape),
       "= [batch, key/value heads, tokens, head size] | cached tokens:", cache.get_seq_length())
 cfg = model.config
+kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads  # fewer with GQA
 head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * keys.element_size()
+per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim * keys.element_size()
 measured = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers) / P
 print(f"cache size: {per_token / 1024:.1f} KiB per token (keys and values, every layer)")
-assert keys.shape == (1, cfg.num_key_value_heads, P, head_dim) and measured == per_token
+assert keys.shape == (1, kv_heads, P, head_dim) and measured == per_token
 
 # %% [markdown]
 # The loop with a cache: **prefill** runs the prompt once; each **step** then feeds only the new
