@@ -21,6 +21,8 @@ __all__ = [
     "Timer",
     "bytes_by_device",
     "compare_next_token",
+    "decoder_layers",
+    "linear_layers",
     "next_token_logprobs",
     "parameter_counts",
     "quantization_constant_bytes",
@@ -124,6 +126,10 @@ def quantization_constant_bytes(model) -> int:
     Each layer keeps its own code books; a tensor reachable twice counts once. A model without
     bitsandbytes layers gives 0.
 
+    Call it right after loading for the checkpoint's layout: on CPUs with AVX512-BF16,
+    bitsandbytes repacks each 4-bit layer the first time it runs (``absmax`` becomes bfloat16 and
+    double quantization is undone), so the count changes then.
+
     >>> import torch
     >>> quantization_constant_bytes(torch.nn.Linear(4, 2))
     0
@@ -216,6 +222,46 @@ def parameter_counts(model) -> dict[str, int]:
         counts[component] += sum(_logical_numel(p) for p in own)
     counts["total"] = sum(counts[c] for c in COMPONENTS)
     return counts
+
+
+def decoder_layers(model):
+    """The stack of repeated blocks of a transformer: the outermost ``nn.ModuleList`` (the longest,
+    if two are equally deep). Llama, Qwen, Mistral: ``model.model.layers``; GPT-2, Falcon, Bloom:
+    ``model.transformer.h``; OPT: ``model.model.decoder.layers``; GPT-NeoX: ``model.gpt_neox.layers``.
+    Lists nested inside a block (mixture-of-experts ``experts``) are deeper, so never chosen.
+
+    >>> import torch
+    >>> blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+    >>> len(decoder_layers(torch.nn.Sequential(torch.nn.Embedding(5, 2), blocks)))
+    3
+    """
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    lists = [(name.count("."), -len(module), name, module) for name, module in model.named_modules()
+             if isinstance(module, torch.nn.ModuleList) and len(module) > 0]
+    if not lists:
+        raise ValueError(f"model ({type(model).__name__}) has no nn.ModuleList of layers")
+    return min(lists, key=lambda item: item[:3])[3]
+
+
+def linear_layers(module) -> dict[str, Any]:
+    """Every weight-matrix layer inside ``module``, by qualified name, in order: ``nn.Linear`` and
+    its 8-bit/4-bit bitsandbytes subclasses, and GPT-2's ``Conv1D`` (a linear layer that stores its
+    weight transposed, ``(in, out)``). Module names survive quantization, so the same name finds the
+    same layer in a float and a quantized copy of one model.
+
+    >>> import torch
+    >>> list(linear_layers(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))))
+    ['0', '2']
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, not {type(module).__name__}")
+    return {name: m for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
 
 
 @dataclass

@@ -193,6 +193,69 @@ def test_other_architectures_are_split(tok):
     assert lt.parameter_counts(gpt2)["embeddings"] == vocab * 32 + 16 * 32  # tokens + positions
 
 
+# --- decoder_layers and linear_layers ----------------------------------------------------------
+
+def _tiny(kind):
+    """A tiny random causal LM of one architecture, and where its stack of layers lives."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    small = dict(vocab_size=64, hidden_size=32, num_attention_heads=4, num_hidden_layers=3)
+    builders = {
+        "llama": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(intermediate_size=64, **small)), "model.layers"),
+        "gpt2": (lambda: tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=64, n_embd=32, n_head=4, n_layer=3)),
+                 "transformer.h"),
+        "opt": (lambda: tf.OPTForCausalLM(tf.OPTConfig(ffn_dim=64, word_embed_proj_dim=32, **small)),
+                "model.decoder.layers"),
+        "gpt_neox": (lambda: tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(intermediate_size=64, **small)),
+                     "gpt_neox.layers"),
+        "qwen2_moe": (lambda: tf.Qwen2MoeForCausalLM(tf.Qwen2MoeConfig(
+            intermediate_size=64, moe_intermediate_size=16, shared_expert_intermediate_size=16,
+            num_experts=8, num_experts_per_tok=2, **small)), "model.layers"),
+    }
+    build, path = builders[kind]
+    return build().eval(), path
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "opt", "gpt_neox", "qwen2_moe"])
+def test_decoder_layers_finds_the_stack(kind):
+    model, path = _tiny(kind)
+    layers = lt.decoder_layers(model)
+    assert layers is model.get_submodule(path)
+    assert len(layers) == model.config.num_hidden_layers == 3
+
+
+def test_decoder_layers_rejects_what_has_no_layers():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        lt.decoder_layers("gpt2")
+    with pytest.raises(ValueError, match="no nn.ModuleList"):
+        lt.decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_linear_layers_in_order_with_conv1d():
+    llama, _ = _tiny("llama")
+    names = list(lt.linear_layers(lt.decoder_layers(llama)[0]))
+    assert names == ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    gpt2, _ = _tiny("gpt2")
+    found = lt.linear_layers(lt.decoder_layers(gpt2)[0])
+    assert list(found) == ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+    assert {type(m).__name__ for m in found.values()} == {"Conv1D"}
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        lt.linear_layers(None)
+
+
+def test_linear_layers_keep_their_names_after_quantization(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    int8 = quantized(tiny_llama_dir, load_in_8bit=True)
+    before = lt.linear_layers(lt.decoder_layers(plain)[0])
+    after = lt.linear_layers(lt.decoder_layers(int8)[0])
+    assert list(before) == list(after)
+    assert {type(m).__name__ for m in after.values()} == {"Linear8bitLt"}
+
+
 # --- time_generation ---------------------------------------------------------------------------
 
 def test_time_generation_matches_generate(model, tok):
