@@ -5,7 +5,12 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup lab test test-fast lint execute html check-notebooks clean
+.PHONY: setup lab test test-fast test-portable lint execute html check-notebooks clean
+
+# A CPU of another kind: PyTorch, MKL and oneDNN limited to AVX2, bitsandbytes without its
+# AVX512-BF16 path (scripts/portable/sitecustomize.py). Stored outputs must hold there too.
+PORTABLE_ENV := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	PYTHONPATH=$(CURDIR)/scripts/portable
 
 setup:
 	@bash scripts/setup.sh
@@ -15,9 +20,16 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-portable
 
 test-fast: setup  ## unit tests only, no notebooks
 	$(PY) -m pytest llm_tutorial tests
+
+test-portable: setup  ## the notebooks again, on x86-64 with the CPU kernels limited to AVX2
+	@if [ "$$(uname -m)" = x86_64 ]; then \
+	  echo "test-portable: notebooks with CPU kernels limited to AVX2"; \
+	  $(PORTABLE_ENV) $(PY) -m pytest -p no:cacheprovider notebooks; \
+	else echo "test-portable: skipped (the AVX2 limits apply to x86-64 only)"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check .

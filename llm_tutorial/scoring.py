@@ -230,6 +230,15 @@ def _readable(tokenizer, token_id: int, piece: str) -> str:
     return "".join(f"\\x{b:02x}" for b in raw) if raw is not None else text
 
 
+def _three_digits(x: float) -> str:
+    """``x`` with 3 significant digits, never in exponent form: 146, 4845, 12.3, 1.07.
+
+    >>> [_three_digits(x) for x in (145.954, 4845.04, 12.345, 1.0712)]
+    ['146', '4845', '12.3', '1.07']
+    """
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _shown(text: str) -> str:
     """A token's text with its leading space and line breaks made visible."""
     return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→") if text else "∅"
@@ -471,8 +480,10 @@ class SurpriseView:
         return max((t for t in self.tokens if t.logprob is not None), key=lambda t: -t.logprob)
 
     def _summary(self) -> str:
-        return (f"{len(self)} tokens · log-prob {self.logprob:.3f} nats · "
-                f"perplexity {self.perplexity:.2f}")
+        # rounded so that the last bits, which differ between CPUs' kernels (notebook 06,
+        # pitfall 17), do not show: 3 significant digits for the perplexity, 2 decimals for log-probs
+        return (f"{len(self)} tokens · log-prob {self.logprob:.2f} nats · "
+                f"perplexity {_three_digits(self.perplexity)}")
 
     def __str__(self) -> str:
         width = max([5] + [len(_shown(t.text)) for t in self.tokens])
@@ -481,7 +492,7 @@ class SurpriseView:
             if t.logprob is None:
                 lines.append(f"{_shown(t.text):<{width}}  {'-':>8}  {'-':>7}  {'-':>5}  (first token)")
             else:
-                lines.append(f"{_shown(t.text):<{width}}  {t.surprise:>8.3f}  {math.exp(t.logprob):>7.4f}"
+                lines.append(f"{_shown(t.text):<{width}}  {t.surprise:>8.2f}  {math.exp(t.logprob):>7.3f}"
                              f"  {t.rank:>5}  {_shown(t.expected)}")
         lines.append(self._summary())
         return "\n".join(lines)
@@ -495,7 +506,7 @@ class SurpriseView:
             if t.logprob is None:
                 tip = "first token: not predicted"
             else:
-                tip = (f"surprise {t.surprise:.2f} nats, p={math.exp(t.logprob):.4f}, rank {t.rank}, "
+                tip = (f"surprise {t.surprise:.2f} nats, p={math.exp(t.logprob):.3f}, rank {t.rank}, "
                        f"model expected {t.expected!r}")
             spans.append(
                 f"<span title=\"{html.escape(tip, quote=True)}\" style=\"background:"

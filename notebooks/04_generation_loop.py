@@ -427,9 +427,13 @@ assert torch.allclose(logprobs[real], from_raw[real], atol=1e-5)
 assert torch.allclose(logprobs[real], scores[real], atol=3e-4)
 ours_error = (logprobs[real].double() - exact[real]).abs().max().item()
 theirs_error = (scores[real].double() - exact[real]).abs().max().item()
+assert ours_error < 5e-5 and ours_error <= theirs_error
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# rounding errors: their size depends on the CPU's kernels (asserted above: ours < 5e-5, and <= theirs)
 print(f"largest error against a float64 log-softmax: ours {ours_error:.1e}, "
       f"compute_transition_scores {theirs_error:.1e}")
-assert ours_error < 5e-5 and ours_error <= theirs_error
 
 # %% [markdown]
 # The agreement is to about 1e-4, not exactly: `compute_transition_scores` normalises over the
@@ -772,7 +776,7 @@ row_ids = ours_answers[0] + [EOS]  # the answer and the EOS that ended it
 sequence = torch.tensor([prompt_tokens[0] + row_ids])
 teacher = lt.token_logprobs(model, sequence)[0, -len(row_ids):]
 from_loop = logprobs[0, :len(row_ids)]
-print(f"sum from the loop {from_loop.sum().item():.4f} | teacher forcing {teacher.sum().item():.4f}")
+print(f"sum from the loop {from_loop.sum().item():.3f} | teacher forcing {teacher.sum().item():.3f}")
 assert torch.allclose(from_loop, teacher, atol=1e-3)
 
 # %% [markdown]

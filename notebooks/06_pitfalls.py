@@ -285,6 +285,9 @@ assert len(set(samples)) > 1
 # next-token distribution, it is the other way round, and temperatures above 1 are allowed:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# the counts sit on thresholds (90% of the mass, 200 draws) and can move by one between CPUs,
+# whose kernels differ in the last bits (pitfall 17); the assertions check every claim
 story = tokenizer("Once upon a time, there was a", return_tensors="pt").to(model.device)
 with torch.inference_mode():
     next_logits = model(**story).logits[0, -1].float()
@@ -443,9 +446,10 @@ print("after resize:", resized.get_input_embeddings().num_embeddings, "rows |", 
 with torch.inference_mode():
     last_alone = model(**solo).logits[0, -1]
     last_padded = resized(**padded).logits[0, -1, : last_alone.shape[0]]  # drop the new pad row's logit
-print("short row vs alone, max |difference| of the last logits:",
-      f"{float((last_padded - last_alone).abs().max()):.1e}")
-assert torch.allclose(last_padded, last_alone, atol=1e-3) and last_padded.argmax() == last_alone.argmax()
+gap = float((last_padded - last_alone).abs().max())  # about 3e-5; its last digits depend on the CPU
+print("short row vs alone: last logits within 1e-4:", gap < 1e-4, "| same greedy token:",
+      bool(last_padded.argmax() == last_alone.argmax()))
+assert gap < 1e-4 and last_padded.argmax() == last_alone.argmax()
 del resized
 
 # %% [markdown]
@@ -732,6 +736,8 @@ with lt.capture() as got:
 assert not got.messages and model_bf16.dtype == torch.bfloat16
 assert all(torch.equal(a, b) for a, b in zip(old_bf16.state_dict().values(), model_bf16.state_dict().values()))
 del old_bf16
+with lt.capture() as bnb_import:  # importing bitsandbytes logs CPU-dependent notes (notebook 02)
+    import bitsandbytes  # noqa: F401
 with lt.capture() as got:
     model_int8 = AutoModelForCausalLM.from_pretrained(
         source, quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": model.device.type})
@@ -878,6 +884,8 @@ assert probe.seen and not any(probe.seen)
 # pitfall 14) gives answers that agree for a while, then part:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# where the texts part depends on the CPU's bfloat16 kernels: the point of this pitfall
 moon = lt.chat_inputs(tokenizer, "Tell me about the Moon.", device=model.device)
 n_moon = moon["input_ids"].shape[1]
 runs = {}
@@ -899,6 +907,8 @@ assert first is not None and torch.equal(a[:first], b[:first])
 # every step at once:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# the sizes of the differences depend on the CPU's kernels
 def recomputed(m, sequence):
     """Logits for every generated position from one forward pass over prompt + answer."""
     full = torch.cat([moon["input_ids"][0], sequence])[None]
