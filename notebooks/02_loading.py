@@ -58,6 +58,7 @@ EMBEDDED = lt.model_name() == "embedded"  # the stored outputs and model-specifi
 
 # %%
 import json
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -423,8 +424,8 @@ print(paragraph_ids.shape[1], "paragraph tokens;", prompt["input_ids"].shape[1],
 # computes:
 
 # %%
-assert abs(lt.compare_next_token(reference, reference, paragraph_ids).perplexity
-           - lt.perplexity(model, tokenizer, PARAGRAPH)) < 1e-3
+assert math.isclose(lt.compare_next_token(reference, reference, paragraph_ids).perplexity,
+                    lt.perplexity(model, tokenizer, PARAGRAPH), rel_tol=1e-4)
 
 # %%
 rows = {}
@@ -742,7 +743,8 @@ for name in ("nf4", "nf4+dq"):
 if not cpu_kernel:  # nothing was rewritten
     assert error_vs_loaded("nf4") == error_vs_loaded("nf4+dq") == 0
 assert error_vs_loaded("nf4+dq") < 0.01  # back within the rounding of the bfloat16 scales
-if cpu_kernel and BNB_050:
+blocks_per_row = layer.in_features // w4.quant_state.blocksize
+if cpu_kernel and BNB_050 and blocks_per_row > 1:  # with one block per row, transposing changes nothing
     assert error_vs_loaded("nf4") > 0.1  # the transposed scales: a broken layer, and checkpoint
 
 # %% [markdown]
@@ -800,10 +802,16 @@ print(f"{'config':10}{'footprint':>12}{'+ constants':>13}{'x float32':>11}")
 for name, r in rows.items():
     total = r["footprint"] + r["constants"]
     print(f"{name:10}{r['footprint'] / 1e6:9.1f} MB{total / 1e6:10.1f} MB{total / fp32['footprint']:11.3f}")
-assert (rows["nf4"]["footprint"] + rows["nf4"]["constants"]) < 0.25 * fp32["footprint"]
-assert (rows["int8"]["footprint"] + rows["int8"]["constants"]) < 0.35 * fp32["footprint"]
+# exactly: the quantized weights take 1 byte (int8) or half a byte (4-bit), all else is 16-bit
+half_bytes = torch.finfo(HALF).bits // 8
+assert rows["int8"]["weights"] == (counts["total"] - n_weights) * half_bytes + n_weights
+assert rows["nf4"]["weights"] == (counts["total"] - n_weights) * half_bytes + n_weights // 2
+assert rows["nf4"]["footprint"] < rows["int8"]["footprint"] < rows["bfloat16"]["footprint"]
 assert rows["nf4"]["footprint"] == rows["fp4"]["footprint"] == rows["nf4+dq"]["footprint"]
-assert rows["nf4+dq"]["constants"] < rows["nf4"]["constants"] / 3
+if EMBEDDED:  # sizes of this model (in a tiny one, the code books outweigh the scales they save)
+    assert (rows["nf4"]["footprint"] + rows["nf4"]["constants"]) < 0.25 * fp32["footprint"]
+    assert (rows["int8"]["footprint"] + rows["int8"]["constants"]) < 0.35 * fp32["footprint"]
+    assert rows["nf4+dq"]["constants"] < rows["nf4"]["constants"] / 3
 
 # %% [markdown]
 # Why not 8x smaller for 4-bit? Only the `Linear` layers shrink; the embedding table (a fifth of
@@ -1047,24 +1055,27 @@ shutil.rmtree(workdir, ignore_errors=True)
 # ## Exercises
 #
 # 1. Using only `model.config`, compute how many bytes the float32 embedding table takes, and check
-#    it against `lt.parameter_counts(model)`.
-# 2. Which module classes of the nf4 model hold *no* 4-bit weights? List them, with how many
-#    parameters they hold together, and check that this plus the 4-bit weights is the total.
+#    it against the table itself and against `lt.parameter_counts(model)`.
+# 2. Which parameters of the nf4 model are *not* 4-bit? Count them by module class, and check that
+#    they plus the 4-bit weights make the total.
 # 3. Ask the `pipeline` for only the new text of a plain prompt (`return_full_text=False`) and show
 #    it equals what you get by slicing `generate`'s output yourself.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 embedding_bytes = model.config.vocab_size * model.config.hidden_size * 4
 print(f"{embedding_bytes / 1e6:.1f} MB")
-assert embedding_bytes == 4 * lt.parameter_counts(model)["embeddings"]
+assert embedding_bytes == 4 * model.get_input_embeddings().weight.numel()
+# "embeddings" also holds learned position embeddings where a model has them (GPT-2)
+assert embedding_bytes <= 4 * lt.parameter_counts(model)["embeddings"]
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 not_quantized, seen = Counter(), set()
 for module in nf4.modules():
-    own = sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in seen)
-    seen.update(id(p) for p in module.parameters(recurse=False))
-    if own and type(module).__name__ != "Linear4bit":
-        not_quantized[type(module).__name__] += own
+    params = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+    seen.update(id(p) for p in params)
+    plain = sum(p.numel() for p in params if not hasattr(p, "quant_state"))  # 4-bit weights carry one
+    if plain:  # a Linear4bit's bias (Qwen2, GPT-2) stays 16-bit too
+        not_quantized[type(module).__name__] += plain
 print(dict(not_quantized))
 assert sum(not_quantized.values()) + n_weights == lt.parameter_counts(nf4)["total"] == counts["total"]
 
