@@ -11,6 +11,10 @@ export TOKENIZERS_PARALLELISM ?= false
 # AVX512-BF16 path (scripts/portable/sitecustomize.py). Stored outputs must hold there too.
 PORTABLE_ENV := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
 	PYTHONPATH=$(CURDIR)/scripts/portable
+PORTABLE_TEST = if [ "$$(uname -m)" = x86_64 ]; then \
+	  echo "test-portable: notebooks with CPU kernels limited to AVX2"; \
+	  $(PORTABLE_ENV) $(PY) -m pytest -p no:cacheprovider notebooks; \
+	else echo "test-portable: skipped (the AVX2 limits apply to x86-64 only)"; fi
 
 setup:
 	@bash scripts/setup.sh
@@ -20,16 +24,13 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
-	@$(MAKE) --no-print-directory test-portable
+	@$(PORTABLE_TEST)
 
 test-fast: setup  ## unit tests only, no notebooks
 	$(PY) -m pytest llm_tutorial tests
 
 test-portable: setup  ## the notebooks again, on x86-64 with the CPU kernels limited to AVX2
-	@if [ "$$(uname -m)" = x86_64 ]; then \
-	  echo "test-portable: notebooks with CPU kernels limited to AVX2"; \
-	  $(PORTABLE_ENV) $(PY) -m pytest -p no:cacheprovider notebooks; \
-	else echo "test-portable: skipped (the AVX2 limits apply to x86-64 only)"; fi
+	@$(PORTABLE_TEST)
 
 lint: setup
 	$(VENV)/bin/ruff check .

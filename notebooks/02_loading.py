@@ -628,6 +628,12 @@ def first_matrix(m):
     return next(iter(lt.linear_layers(lt.decoder_layers(m)[0]).values()))
 
 
+def relative_error(approx, exact):
+    """mean |approx - exact| / mean |exact|, in float32 on the CPU."""
+    approx, exact = approx.float().cpu(), exact.float().cpu()
+    return float((approx - exact).abs().mean() / exact.abs().mean())
+
+
 dense = first_matrix(model)
 # GPT-2's Conv1D stores its weight as (in, out); quantization stores it as (out, in) like nn.Linear
 original = (dense.weight.T if type(dense).__name__ == "Conv1D" else dense.weight).detach().float().cpu()
@@ -637,7 +643,7 @@ scale = (q8.SCB if q8.SCB is not None else q8_layer.state.SCB).float().cpu()  # 
 restored = q8.data.float().cpu() * scale[:, None] / 127
 half_step = (scale[:, None] / 127) / 2
 print("int8 range:", int(q8.data.min()), "..", int(q8.data.max()), "| one scale per row:", tuple(scale.shape))
-print(f"mean |error| / mean |weight|: {float((restored - original).abs().mean() / original.abs().mean()):.4f}")
+print(f"mean |error| / mean |weight|: {relative_error(restored, original):.4f}")
 assert q8.dtype == torch.int8 and scale.shape[0] == q8.shape[0]
 assert type(int8.get_output_embeddings()).__name__ == "Linear" and int8.get_input_embeddings().weight.dtype == HALF
 # 1e-2: the 16-bit HALF weight that was quantized is itself within 1% of the float32 one
@@ -723,8 +729,7 @@ def repacked(weight):
 def error_vs_loaded(name):
     """Relative error of dequantize_4bit on the first matrix now, against it right after loading."""
     weight = first_matrix(quantized[name]).weight
-    back = bnb.functional.dequantize_4bit(weight.data, weight.quant_state).float()
-    return float((back - expanded[name].float()).abs().mean() / expanded[name].float().abs().mean())
+    return relative_error(bnb.functional.dequantize_4bit(weight.data, weight.quant_state), expanded[name])
 
 
 cpu_kernel = layer.weight.device.type == "cpu" and bool(bnb.functional.has_avx512bf16())
@@ -755,7 +760,7 @@ if cpu_kernel and BNB_050 and blocks_per_row > 1:  # with one block per row, tra
 # %%
 errors = {}
 for name in ("nf4", "fp4"):
-    errors[name] = float((expanded[name].float().cpu() - original).abs().mean() / original.abs().mean())
+    errors[name] = relative_error(expanded[name], original)
     print(f"{name}: mean |error| / mean |weight| = {errors[name]:.3f}")
 assert errors["nf4"] < errors["fp4"]
 
@@ -1064,9 +1069,11 @@ shutil.rmtree(workdir, ignore_errors=True)
 # %% tags=["solution"] jupyter={"source_hidden": true}
 embedding_bytes = model.config.vocab_size * model.config.hidden_size * 4
 print(f"{embedding_bytes / 1e6:.1f} MB")
-assert embedding_bytes == 4 * model.get_input_embeddings().weight.numel()
-# "embeddings" also holds learned position embeddings where a model has them (GPT-2)
-assert embedding_bytes <= 4 * lt.parameter_counts(model)["embeddings"]
+table = model.get_input_embeddings()
+assert embedding_bytes == 4 * table.weight.numel()
+# "embeddings" also holds learned position embeddings where a model has them (GPT-2's wpe)
+positions = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding) and m is not table)
+assert 4 * lt.parameter_counts(model)["embeddings"] == embedding_bytes + 4 * positions
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 not_quantized, seen = Counter(), set()
