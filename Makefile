@@ -19,8 +19,8 @@ PORTABLE_TEST = if [ "$$(uname -m)" = x86_64 ]; then \
 setup:
 	@bash scripts/setup.sh
 
-lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+lab: setup  ## as root (a container), Jupyter refuses to start without --allow-root
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 test: setup
 	$(PY) -m pytest
