@@ -11,6 +11,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_TUTORIAL_THREADS", "2")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as llm_tutorial sets it; see its __init__
+# Stable printing in checking mode (llm_tutorial/stable.py): a printed number or a compared choice
+# that could come out differently on another CPU raises, here and in every nbval kernel.
+os.environ["LLM_TUTORIAL_CHECK_STABLE"] = "test"
 # Stored outputs are for the embedded model: a model chosen for exploring must not leak in.
 os.environ.pop("LLM_TUTORIAL_MODEL", None)
 

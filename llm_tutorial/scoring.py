@@ -24,6 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .stable import GAP, check_gap, fmt, ranking_gap, top2_gap
+
 __all__ = [
     "Candidate",
     "LogitLens",
@@ -230,15 +232,6 @@ def _readable(tokenizer, token_id: int, piece: str) -> str:
     return "".join(f"\\x{b:02x}" for b in raw) if raw is not None else text
 
 
-def _three_digits(x: float) -> str:
-    """``x`` with 3 significant digits, never in exponent form: 146, 4845, 12.3, 1.07.
-
-    >>> [_three_digits(x) for x in (145.954, 4845.04, 12.345, 1.0712)]
-    ['146', '4845', '12.3', '1.07']
-    """
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
-
-
 def _shown(text: str) -> str:
     """A token's text with its leading space and line breaks made visible."""
     return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→") if text else "∅"
@@ -266,11 +259,12 @@ class NextTokenTable:
     Jupyter, and ``plot()`` for a bar chart. Iterate it for ``Candidate`` rows."""
 
     def __init__(self, candidates: list[Candidate], *, entropy: float, vocab_size: int,
-                 prompt: str | None = None):
+                 prompt: str | None = None, gap: float = math.inf):
         self.candidates = list(candidates)
         self.entropy = entropy
         self.vocab_size = vocab_size
         self.prompt = prompt
+        self.gap = gap  # smallest logit difference between neighbours of the top k + 1 (stable.py)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -299,30 +293,36 @@ class NextTokenTable:
         return sum(self.probs)
 
     def _footer(self) -> str:
-        return (f"top-{len(self)} mass {self.mass:.4f} of {self.vocab_size} tokens · "
-                f"entropy {self.entropy:.3f} nats")
+        # printed numbers keep a margin from rounding boundaries (stable.py), so this text is
+        # the same on every CPU; so is the order, or check_gap refuses it under the test suite
+        check_gap(self.gap, f"the order of the top-{len(self)} table")
+        return (f"top-{len(self)} mass {fmt(self.mass, 2, kind='prob')} of {self.vocab_size} tokens · "
+                f"entropy {fmt(self.entropy, 3)} nats")
 
     def __str__(self) -> str:
+        footer = self._footer()
         width = max([5] + [len(_shown(c.text)) for c in self.candidates])
         lines = [f"{'rank':>4}  {'token':<{width}}  {'id':>6}  {'logit':>8}  {'prob':>6}"]
         for c in self.candidates:
-            lines.append(f"{c.rank:>4}  {_shown(c.text):<{width}}  {c.id:>6}  {c.logit:>8.3f}  "
-                         f"{c.prob:>6.4f}")
-        lines.append(self._footer())
+            lines.append(f"{c.rank:>4}  {_shown(c.text):<{width}}  {c.id:>6}  "
+                         f"{fmt(c.logit, decimals=1, kind='logit'):>8}  {fmt(c.prob, 2, kind='prob'):>6}")
+        lines.append(footer)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
+        footer = self._footer()
         top = max(self.probs) if self.candidates else 1.0
         rows = []
         for c in self.candidates:
-            bar = int(round(120 * c.prob / top)) if top > 0 else 0
+            bar = fmt(120 * c.prob / top, decimals=0, kind='prob') if top > 0 else "0"
             rows.append(
                 f"<tr><td>{c.rank}</td><td title='{html.escape(c.piece, quote=True)}' "
                 f"style='font-family:monospace'>{html.escape(_shown(c.text))}</td>"
-                f"<td>{c.id}</td><td>{c.logit:.3f}</td><td>{c.prob:.4f}</td>"
+                f"<td>{c.id}</td><td>{fmt(c.logit, decimals=1, kind='logit')}</td>"
+                f"<td>{fmt(c.prob, 2, kind='prob')}</td>"
                 f"<td style='text-align:left'><div style='background:#4c72b0;height:10px;"
                 f"width:{bar}px'></div></td></tr>"
             )
@@ -331,7 +331,7 @@ class NextTokenTable:
         return (
             f"<table>{caption}<thead><tr><th>rank</th><th>token</th><th>id</th><th>logit</th>"
             f"<th>prob</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<div style='font-size:85%;color:#555'>{html.escape(self._footer())}</div>"
+            f"<div style='font-size:85%;color:#555'>{html.escape(footer)}</div>"
         )
 
     def plot(self, ax=None, title: str | None = None):
@@ -382,7 +382,8 @@ def next_token_table(tokenizer, logits, k: int = 10, *, prompt: str | None = Non
                   logit=float(logits[i]), prob=float(probs[i]))
         for r, (i, p) in enumerate(zip(ids, pieces))
     ]
-    return NextTokenTable(candidates, entropy=entropy, vocab_size=vocab, prompt=prompt)
+    return NextTokenTable(candidates, entropy=entropy, vocab_size=vocab, prompt=prompt,
+                          gap=ranking_gap(logits, k))
 
 
 def next_token_distribution(model, tokenizer, prompt, k: int = 10):
@@ -437,18 +438,66 @@ class ScoredToken:
     logprob: float | None
     rank: int | None
     expected: str | None
+    rank_gap: float = math.inf
+    """Logit distance from this token to its nearest other token: below ``GAP`` the rank could
+    differ by one on another CPU."""
+    expected_gap: float = math.inf
+    """Top-1 minus top-2 logit: below ``GAP`` another CPU could expect the runner-up."""
+    rank_low: int | None = None
+    """The best rank another CPU could give it: 1 + the tokens more than ``2 * GAP`` above it."""
 
     @property
     def surprise(self) -> float | None:
         """``-log p`` in nats (0: certain; 10: about 1 in 22,000)."""
         return None if self.logprob is None else -self.logprob
 
+    @property
+    def shown_surprise(self) -> str:
+        """The surprise as printed: one decimal (``stable.fmt``), ``"-"`` for the first token."""
+        return "-" if self.logprob is None else fmt(-self.logprob, decimals=1, kind="logit")
+
+    @property
+    def shown_p(self) -> str:
+        """``exp(-surprise)`` of the *printed* surprise, 2 significant digits: approximate (the
+        surprise is rounded to 0.1 nats, so within 5 %), but as stable as the surprise itself.
+
+        >>> ScoredToken(5, "a", "a", -2.3026, 2, "b").shown_p
+        '0.10'
+        """
+        if self.logprob is None:
+            return "-"
+        return fmt(math.exp(-float(self.shown_surprise)), 2, kind="exact")
+
+    @property
+    def shown_rank(self) -> str:
+        """The rank as printed: exact where it holds on every CPU (``rank_gap >= GAP``), else the
+        power of ten it exceeds (``">=100"``), which a neighbour one rank away cannot change.
+
+        >>> ScoredToken(5, "a", "a", -7.0, 1234, "b", rank_gap=1e-4, rank_low=1231).shown_rank
+        '>=1000'
+        """
+        if self.rank is None:
+            return "-"
+        if self.rank_gap >= GAP:
+            return str(self.rank)
+        low = self.rank_low if self.rank_low is not None else self.rank
+        return f">={10 ** int(math.log10(max(low, 1)))}"
+
+    @property
+    def shown_expected(self) -> str:
+        """The expected token as printed; under the test suite, refused when the model's top two
+        candidates there are nearly tied (another CPU could expect the other one)."""
+        if self.expected is None:
+            return "(first token)"
+        check_gap(self.expected_gap, f"the model's expected token instead of {self.text!r}")
+        return _shown(self.expected)
+
 
 def _colour(surprise: float | None, scale: float) -> str:
     if surprise is None:
         return "#e0e0e0"
     alpha = min(max(surprise / scale, 0.0), 1.0)
-    return f"rgba(214, 39, 40, {alpha:.2f})"
+    return f"rgba(214, 39, 40, {fmt(alpha, decimals=1, kind='logit')})"
 
 
 class SurpriseView:
@@ -482,18 +531,18 @@ class SurpriseView:
     def _summary(self) -> str:
         # rounded so that the last bits, which differ between CPUs' kernels (notebook 06,
         # pitfall 17), do not show: 3 significant digits for the perplexity, 2 decimals for log-probs
-        return (f"{len(self)} tokens · log-prob {self.logprob:.2f} nats · "
-                f"perplexity {_three_digits(self.perplexity)}")
+        return (f"{len(self)} tokens · log-prob {fmt(self.logprob, 3)} nats · "
+                f"perplexity {fmt(self.perplexity, 3)}")
 
     def __str__(self) -> str:
         width = max([5] + [len(_shown(t.text)) for t in self.tokens])
-        lines = [f"{'token':<{width}}  {'surprise':>8}  {'p':>7}  {'rank':>5}  model expected"]
+        lines = [f"{'token':<{width}}  {'surprise':>8}  {'p≈':>7}  {'rank':>5}  model expected"]
         for t in self.tokens:
             if t.logprob is None:
                 lines.append(f"{_shown(t.text):<{width}}  {'-':>8}  {'-':>7}  {'-':>5}  (first token)")
             else:
-                lines.append(f"{_shown(t.text):<{width}}  {t.surprise:>8.2f}  {math.exp(t.logprob):>7.3f}"
-                             f"  {t.rank:>5}  {_shown(t.expected)}")
+                lines.append(f"{_shown(t.text):<{width}}  {t.shown_surprise:>8}  {t.shown_p:>7}  "
+                             f"{t.shown_rank:>5}  {t.shown_expected}")
         lines.append(self._summary())
         return "\n".join(lines)
 
@@ -506,8 +555,8 @@ class SurpriseView:
             if t.logprob is None:
                 tip = "first token: not predicted"
             else:
-                tip = (f"surprise {t.surprise:.2f} nats, p={math.exp(t.logprob):.3f}, rank {t.rank}, "
-                       f"model expected {t.expected!r}")
+                tip = (f"surprise {t.shown_surprise} nats, p≈{t.shown_p}, rank {t.shown_rank}, "
+                       f"model expected {t.shown_expected}")
             spans.append(
                 f"<span title=\"{html.escape(tip, quote=True)}\" style=\"background:"
                 f"{_colour(t.surprise, self.scale)};color:#111;padding:1px 2px;margin:0 1px;"
@@ -544,6 +593,11 @@ def surprise(model, tokenizer, text, *, scale: float = SURPRISE_SCALE):
     picked = logprobs.gather(-1, targets[..., None]).squeeze(-1)
     ranks = (logprobs > picked[..., None]).sum(-1) + 1
     expected = logprobs.argmax(-1)
+    # how close each printed choice came to another one (stable.py): the nearest other logit to
+    # the token's own (its rank), and top-1 minus top-2 (the expected token)
+    distance = (logprobs - picked[..., None]).abs().scatter(-1, targets[..., None], math.inf)
+    rank_gaps, expected_gaps = distance.min(-1).values, top2_gap(logprobs)
+    rank_lows = (logprobs > picked[..., None] + 2 * GAP).sum(-1) + 1
     views = []
     for r, n in enumerate(lengths):
         ids = input_ids[r, :n].tolist()
@@ -555,6 +609,8 @@ def surprise(model, tokenizer, text, *, scale: float = SURPRISE_SCALE):
                 ids[t], pieces[t], _readable(tokenizer, ids[t], pieces[t]),
                 float(picked[r, t - 1]), int(ranks[r, t - 1]),
                 _readable(tokenizer, e, tokenizer.convert_ids_to_tokens(e)),
+                rank_gap=float(rank_gaps[r, t - 1]), expected_gap=float(expected_gaps[r, t - 1]),
+                rank_low=int(rank_lows[r, t - 1]),
             ))
         views.append(SurpriseView(tokens, scale=float(scale)))
     return views if batch else views[0]
@@ -589,8 +645,13 @@ class LogitLens:
     ids: list[list[int]]
     texts: list[list[str]]
     probs: list[list[float]]
+    gaps: list[list[float]] | None = None
+    """Top-1 minus top-2 logit of every cell (``stable.top2_gap``): below ``GAP`` another CPU may
+    show the runner-up there."""
 
     def __str__(self) -> str:
+        if self.gaps is not None:
+            check_gap(min(min(row) for row in self.gaps), "a cell of the logit lens")
         width = max(len(_shown(t)) for row in self.texts for t in row)
         width = max(width, max(len(_shown(t)) for t in self.tokens), 4)
         lines = [f"{'layer':>5}  " + " ".join(f"{_shown(t):<{width}}" for t in self.tokens)]
@@ -642,12 +703,13 @@ def logit_lens(model, tokenizer, prompt: str) -> LogitLens:
     hidden = out.hidden_states
     with torch.inference_mode():
         rows = [head(norm(h[0])) for h in hidden[:-1]] + [out.logits[0]]
-    ids, probs = [], []
+    ids, probs, gaps = [], [], []
     for logits in rows:
         p = torch.softmax(logits.float(), dim=-1)
         top = p.max(-1)
         ids.append(top.indices.tolist())
         probs.append(top.values.tolist())
+        gaps.append(top2_gap(logits).tolist())
     pieces = tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
     return LogitLens(
         tokens=[_readable(tokenizer, i, p) for i, p in zip(input_ids[0].tolist(), pieces)],
@@ -655,4 +717,5 @@ def logit_lens(model, tokenizer, prompt: str) -> LogitLens:
         ids=ids,
         texts=[[_readable(tokenizer, i, tokenizer.convert_ids_to_tokens(i)) for i in row] for row in ids],
         probs=probs,
+        gaps=gaps,
     )

@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = 600
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# offline, and stable printing in its strictest checking mode (llm_tutorial/stable.py): what is
+# recorded keeps the full tolerance from every boundary, so the suite (half of it) passes anywhere
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "LLM_TUTORIAL_CHECK_STABLE": "record"}
 
 
 def pairs(names: list[str] | None = None) -> list[tuple[Path, Path]]:

@@ -86,3 +86,99 @@ def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# stable outputs: a compared cell prints floats only through lt.fmt (llm_tutorial/stable.py)
+
+# a format spec that rounds a float: {x:.3f}, {p:.1%}, {v:g}, "%.2e" % v
+_FLOAT_SPEC = re.compile(r"\{[^{}:!]*(?:![rsa])?:[^{}]*?[efgEFG%]\}")
+_PERCENT_SPEC = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[efgEFG]")
+# what a raw float looks like in an output: a repr with many digits, or a float tensor / array
+_RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?![\w.])|(?:tensor|array)\(\[[^\])]*\d\.\d")
+
+
+def compared_code_cells(path):
+    """Code cells whose outputs strict nbval compares (executed, not NBVAL_IGNORE_OUTPUT)."""
+    for cell in json.loads(path.read_text())["cells"]:
+        lines = source(cell).splitlines()
+        if (cell["cell_type"] == "code" and cell.get("execution_count") is not None
+                and not (lines and lines[0].strip() == "# NBVAL_IGNORE_OUTPUT")):
+            yield cell
+
+
+def _python(text: str) -> str:
+    """Cell source with IPython magics and shell escapes commented out, so ``ast`` can read it."""
+    return "\n".join("#" + line if line.lstrip().startswith(("%", "!")) else line
+                     for line in text.splitlines())
+
+
+def float_formatting(code: str) -> list[str]:
+    """Places in ``code`` that round a float themselves instead of calling ``lt.fmt``."""
+    import ast
+
+    found = []
+    tree = ast.parse(_python(code))
+    printed = set()  # nodes whose value reaches the output: print(...) arguments, the last expression
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("print", "display"):
+            printed.update(ast.walk(node))
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        printed.update(ast.walk(tree.body[-1]))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FormattedValue) and node.format_spec is not None:
+            spec = "".join(v.value for v in node.format_spec.values if isinstance(v, ast.Constant))
+            if re.search(r"[efgEFG%]$", spec):
+                found.append(f"format spec ':{spec}' in an f-string (line {node.lineno})")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node in printed:
+            for match in (*_FLOAT_SPEC.finditer(node.value), *_PERCENT_SPEC.finditer(node.value)):
+                found.append(f"format spec {match.group()!r} in a printed string (line {node.lineno})")
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "round"
+              and node in printed):
+            found.append(f"round(...) printed (line {node.lineno})")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_compared_cells_print_floats_through_fmt(path):
+    problems = []
+    for cell in compared_code_cells(path):
+        problems += [f"{cell.get('id')}: {p}" for p in float_formatting(source(cell))]
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
+            text = text if isinstance(text, str) else "".join(text)
+            problems += [f"{cell.get('id')}: raw float in the output: {m.group()!r}"
+                         for m in _RAW_FLOAT.finditer(text)]
+    assert not problems, (
+        f"{path.name}: a compared cell rounds floats itself; print them with lt.fmt(x, digits) "
+        "(it keeps a margin from rounding boundaries), or move the cell under "
+        "# NBVAL_IGNORE_OUTPUT:\n" + "\n".join(problems)
+    )
+
+
+@pytest.mark.parametrize("code, problem", [
+    ('print(f"{x:.3f}")', "':.3f'"),
+    ('f"{p:.1%} of {n:,}"', "':.1%'"),
+    ('print("%.2e" % x)', "'%.2e'"),
+    ('print("{:.2f}".format(x))', "'{:.2f}'"),
+    ("print(round(x, 2))", "round"),
+    ("round(x, 3)", "round"),
+])
+def test_float_formatting_is_found(code, problem):
+    found = float_formatting(code)
+    assert found and problem in found[0], found
+
+
+@pytest.mark.parametrize("code", [
+    'print(f"{lt.fmt(x, 3)} and {n:>4} and {name!r:<10} and {n:,}")',
+    "y = round(x, 2)\nassert y == 0.5\nprint(lt.fmt(y))",
+    "%matplotlib inline\nprint(lt.fmt(x, decimals=2, percent=True))",
+])
+def test_float_formatting_allows_fmt(code):
+    assert float_formatting(code) == []
+
+
+def test_raw_float_outputs_are_found():
+    assert _RAW_FLOAT.search("perplexity 16.953247")
+    assert _RAW_FLOAT.search("tensor([0.1000, 0.9000])")
+    assert not _RAW_FLOAT.search("tensor([1, 2, 3]) torch 2.13.0 perplexity 17.0 id 7042")

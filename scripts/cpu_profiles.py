@@ -1,0 +1,139 @@
+"""How much do the series' numbers move between CPUs? Compute them under several CPU profiles.
+
+    python scripts/cpu_profiles.py              # every profile, a table of the drift against native
+    python scripts/cpu_profiles.py --json F     # the same, also written to F
+    python scripts/cpu_profiles.py --compute P  # (internal) one profile's numbers, as JSON on stdout
+
+A profile limits the instruction sets that PyTorch (ATen), MKL and oneDNN may use, as an older or
+a different CPU would, in a fresh process (the limits are read when the libraries load). Each
+process computes what the notebooks print: logits at every position of three texts, token
+log-probs, perplexities, entropies at three temperatures, top-10 probabilities, and a greedy
+generation with its closest call. The drift of each quantity is its largest difference from the
+native profile: relative for perplexities, entropies and probabilities; absolute (in logits or
+nats) for logits and log-probs. ``tests/test_cpu_profiles.py`` asserts these stay under the
+tolerances of ``llm_tutorial.stable``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+# name -> environment. AMX is never used by these profiles (oneDNN limited below AVX512_CORE_AMX).
+PROFILES = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
+}
+
+TEXTS = [
+    "The capital of France is",
+    "Tokenization splits text into pieces that a model can look up in its vocabulary. Each piece "
+    "becomes an id, each id a vector, and the model predicts the next piece from all before it.",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+]
+QUESTION = "What is the capital of France? Answer in one sentence."
+TEMPERATURES = [0.5, 1.0, 2.0]
+
+
+def compute() -> dict:
+    """This process's numbers (the profile is whatever environment it was started with)."""
+    import torch
+
+    import llm_tutorial as lt
+    from llm_tutorial.notebook import thread_count
+    from llm_tutorial.sampling import entropy
+
+    torch.set_num_threads(thread_count())
+    model, tok = lt.load_model(), lt.load_tokenizer()
+    out = {"capability": torch.backends.cpu.get_cpu_capability(), "texts": []}
+    for text in TEXTS:
+        ids = tok(text, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            logits = model(ids).logits[0].float()
+        logprobs = torch.log_softmax(logits, -1)
+        last = logits[-1]
+        out["texts"].append({
+            "logits": logits[:, :: 97].flatten().tolist(),  # a sample of every position's logits
+            "logit_max": float(logits.abs().max()),
+            "token_logprobs": logprobs[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1).tolist(),
+            "perplexity": lt.perplexity(model, tok, text),
+            "entropy": [float(entropy(last[None] / t)[0]) for t in TEMPERATURES],
+            "top10_probs": torch.softmax(last, -1).topk(10).values.tolist(),
+            "top10_ids": torch.softmax(last, -1).topk(10).indices.tolist(),
+        })
+    inputs = lt.chat_inputs(tok, QUESTION)
+    sequences = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    n = inputs["input_ids"].shape[1]
+    out["greedy"] = sequences[0, n:].tolist()
+    out["greedy_gap"] = lt.greedy_gap(model, sequences, n)
+    return out
+
+
+def run(profile: str) -> dict:
+    env = {**os.environ, **PROFILES[profile], "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, __file__, "--compute", profile], env=env,
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"profile {profile} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _max_abs(a, b) -> float:
+    return max((abs(x - y) for x, y in zip(a, b)), default=0.0)
+
+
+def _max_rel(a, b) -> float:
+    return max((abs(x - y) / max(abs(y), 1e-30) for x, y in zip(a, b)), default=0.0)
+
+
+def drift(numbers: dict, reference: dict) -> dict:
+    """Largest differences of ``numbers`` from ``reference`` (two ``compute()`` results)."""
+    pairs = list(zip(numbers["texts"], reference["texts"]))
+    return {
+        "logits_abs": max(_max_abs(a["logits"], b["logits"]) for a, b in pairs),
+        "logprobs_abs": max(_max_abs(a["token_logprobs"], b["token_logprobs"]) for a, b in pairs),
+        "perplexity_rel": max(_max_rel([a["perplexity"]], [b["perplexity"]]) for a, b in pairs),
+        "entropy_rel": max(_max_rel(a["entropy"], b["entropy"]) for a, b in pairs),
+        "probs_rel": max(_max_rel(a["top10_probs"], b["top10_probs"]) for a, b in pairs),
+        "same_top10": all(a["top10_ids"] == b["top10_ids"] for a, b in pairs),
+        "same_greedy": numbers["greedy"] == reference["greedy"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--compute", choices=sorted(PROFILES), help=argparse.SUPPRESS)
+    parser.add_argument("--profiles", nargs="*", default=list(PROFILES), choices=sorted(PROFILES))
+    parser.add_argument("--json", help="also write the drift table to this file")
+    args = parser.parse_args(argv)
+    if args.compute:
+        print(json.dumps(compute()))
+        return 0
+    if platform.machine() not in ("x86_64", "AMD64"):
+        print("cpu_profiles: the instruction-set limits apply to x86-64 only; nothing to compare")
+        return 0
+    numbers = {p: run(p) for p in dict.fromkeys(["native", *args.profiles])}
+    table = {p: {"capability": numbers[p]["capability"], **drift(numbers[p], numbers["native"])}
+             for p in numbers if p != "native"}
+    print(f"native: ATen capability {numbers['native']['capability']}, "
+          f"greedy gap {numbers['native']['greedy_gap']:.3g}")
+    for p, row in table.items():
+        print(f"{p:>15}: " + ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in row.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
