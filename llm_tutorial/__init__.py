@@ -78,7 +78,7 @@ __all__ = [
 
 # Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
-_LAZY_MODULES = ("stable", "scoring", "measure", "generation", "sampling", "capture", "tokens", "chat")
+_LAZY_MODULES = ("stable", "bench", "scoring", "measure", "generation", "sampling", "capture", "tokens", "chat")
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m llm_tutorial prepare | info | ask "question"``."""
+"""Command line: ``python -m llm_tutorial prepare | info | ask "question" | bench``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     ask_parser.add_argument("question")
     ask_parser.add_argument("--model", default=None, help="folder or Hub id (default: embedded)")
     ask_parser.add_argument("--max-new-tokens", type=int, default=64)
+    bench_parser = sub.add_parser(
+        "bench", help="time the no-cache loop, the cached hand loop and generate(); print their speed ratios")
+    bench_parser.add_argument("--model", default=None, help="folder or Hub id (default: embedded)")
+    bench_parser.add_argument("--tokens", type=int, default=32, help="new tokens per run (default 32)")
+    bench_parser.add_argument("--repeats", type=int, default=3, help="runs of each loop, fastest step kept")
+    bench_parser.add_argument("--prompt", default="Why is the sky blue? Answer in two sentences.")
     args = parser.parse_args(argv)
 
     from . import (
@@ -53,7 +59,35 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quiet_libraries()
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    if args.command == "bench":
+        return _bench(model, tokenizer, args)
     print(ask(model, tokenizer, args.question, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+def _bench(model, tokenizer, args) -> int:
+    import torch
+
+    from .bench import speed_ratios, time_decoding
+    from .chat import chat_inputs
+    from .models import describe_model
+    from .notebook import thread_count
+
+    torch.set_num_threads(thread_count())
+    inputs = chat_inputs(tokenizer, args.prompt)
+    prompt = inputs["input_ids"].shape[1]
+    print(f"{describe_model(args.model)}: {prompt}-token prompt, {args.tokens} new tokens, "
+          f"best step of {args.repeats} runs, {torch.get_num_threads()} threads")
+    times, tokens = time_decoding(model, inputs, max_new_tokens=args.tokens, repeats=args.repeats)
+    if len({tuple(t) for t in tokens.values()}) != 1:
+        print("the three loops gave different tokens", file=sys.stderr)
+        return 1
+    for loop, t in times.items():
+        steps = [b - a for a, b in zip(t, t[1:])]
+        print(f"{loop:<18} {args.tokens / t[-1]:6.1f} tok/s   first token {1000 * t[0]:6.0f} ms   "
+              f"later steps {1000 * sum(steps) / max(len(steps), 1):5.0f} ms")
+    for name, ratio in speed_ratios(times).items():
+        print(f"{name}: {ratio:.2f}x tokens/s")
     return 0
 
 

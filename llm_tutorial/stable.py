@@ -40,6 +40,7 @@ __all__ = [
     "RTOL_PROB",
     "UnstableOutputError",
     "check_gap",
+    "check_threshold",
     "checking",
     "fmt",
     "greedy_gap",
@@ -347,3 +348,34 @@ def check_gap(gap, what: str = "this choice", *, tolerance: float = GAP) -> floa
             "(assert on it there), or choose another example"
         )
     return gap
+
+
+def check_threshold(values, threshold: float, what: str = "a count at a threshold", *,
+                    kind: str = "prob") -> float:
+    """For a result that counts or keeps the ``values`` on one side of ``threshold`` (the tokens
+    inside top-p's nucleus, above min-p's cut, over a probability): the smallest distance of a
+    value to the threshold. In checking mode, raise ``UnstableOutputError`` when a value is within
+    the tolerance of ``kind`` of it (half of it under the test suite): another CPU could put
+    it on the other side.
+
+    >>> import torch
+    >>> check_threshold(torch.tensor([0.25, 0.5, 0.875]), 0.75)
+    0.125
+    """
+    import torch
+
+    share = checking()
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+    values = (values.detach().double() if isinstance(values, torch.Tensor)
+              else torch.tensor(values, dtype=torch.float64)).flatten().cpu()
+    threshold = _number(threshold, "threshold")
+    rtol, atol = KINDS[kind]
+    distance = (values - threshold).abs()
+    if share and bool((distance < share * (rtol * values.abs() + atol)).any()):
+        raise UnstableOutputError(
+            f"{what}: a value lies within the {kind} tolerance of the threshold {threshold} (distance "
+            f"{float(distance.min()):.1e}), so another CPU may put it on the other side; choose "
+            "another threshold or example, or show the result in a # NBVAL_IGNORE_OUTPUT cell"
+        )
+    return float(distance.min())

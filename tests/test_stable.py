@@ -181,3 +181,12 @@ def test_surprise_view_shows_unstable_ranks_as_a_bound(model, tok):
         assert t.shown_rank == str(t.rank) if t.rank_gap >= stable.GAP else t.shown_rank.startswith(">=")
     token = lt.scoring.ScoredToken(1, "a", "a", -9.0, 4321, "b", rank_gap=1e-5, rank_low=4317)
     assert token.shown_rank == ">=1000"
+
+
+def test_check_threshold(checking):
+    assert lt.check_threshold([0.5, 0.95], 0.9) == pytest.approx(0.05)
+    with pytest.raises(stable.UnstableOutputError, match="other side"):
+        lt.check_threshold([0.5, 0.9 + 1e-6], 0.9, "the nucleus")
+    assert lt.check_threshold([0.5, 0.9 + 1e-6], 0.9, kind="exact") == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match="kind"):
+        lt.check_threshold([0.5], 0.9, kind="probability")
