@@ -2,12 +2,12 @@
 timing and next-token comparisons."""
 
 import math
-import time
 
 import pytest
 import torch
 
 import llm_tutorial as lt
+from llm_tutorial import measure
 
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -36,11 +36,12 @@ def quantized(folder, **options):
 
 # --- timer -------------------------------------------------------------------------------------
 
-def test_timer_measures_the_block():
+def test_timer_measures_the_block(monkeypatch):
+    clock = iter([10.0, 10.25])  # a fake perf_counter: start, end
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
     with lt.timer() as t:
         assert math.isnan(t.seconds)
-        time.sleep(0.05)
-    assert 0.04 < t.seconds < 5
+    assert t.seconds == 0.25
 
 
 def test_timer_sets_seconds_even_when_the_block_raises():

@@ -1,6 +1,5 @@
 """The loader: default model, env override, local folders, errors, dtypes and quantization."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,16 @@ def test_default_model_answers_the_capital_of_france(model, tokenizer):
     assert "Paris" in answer
 
 
-def test_warm_load_is_fast():
-    lt.load_model()  # imports done, files in the page cache
-    started = time.perf_counter()
-    lt.load_model()
-    lt.load_tokenizer()
-    assert time.perf_counter() - started < 2.0
+def test_warm_load_reuses_the_converted_folder(monkeypatch):
+    from llm_tutorial import embedded
+
+    lt.load_model()  # converted once (or earlier)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("a warm load must not convert the GGUF again")
+
+    monkeypatch.setattr(embedded, "_convert", no_conversion)
+    assert lt.load_model() is not None and lt.load_tokenizer() is not None
 
 
 def test_environment_variable_chooses_another_model(tiny_gpt2, monkeypatch, tokenizer):

@@ -81,10 +81,9 @@ def test_fmt_is_the_same_for_every_value_within_the_tolerance(not_checking):
             except stable.UnstableOutputError:
                 same = False
             if not same:  # only at the edge of the degraded zone, which the check mode refuses
-                with pytest.raises(stable.UnstableOutputError):
-                    with pytest.MonkeyPatch.context() as mp:
-                        mp.setenv(stable.CHECK_ENV, "record")
-                        lt.fmt(x, digits)
+                with pytest.raises(stable.UnstableOutputError), pytest.MonkeyPatch.context() as mp:
+                    mp.setenv(stable.CHECK_ENV, "record")
+                    lt.fmt(x, digits)
 
 
 def test_check_mode_refuses_a_value_at_the_edge_of_the_margin(checking):
