@@ -5,16 +5,14 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup lab test test-fast test-portable lint execute html check-notebooks clean
+.PHONY: setup lab test test-fast test-profile lint execute html check-notebooks clean
 
-# A CPU of another kind: PyTorch, MKL and oneDNN limited to AVX2, bitsandbytes without its
-# AVX512-BF16 path (scripts/portable/sitecustomize.py). Stored outputs must hold there too.
-PORTABLE_ENV := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
-	PYTHONPATH=$(CURDIR)/scripts/portable
-PORTABLE_TEST = if [ "$$(uname -m)" = x86_64 ]; then \
-	  echo "test-portable: notebooks with CPU kernels limited to AVX2"; \
-	  $(PORTABLE_ENV) $(PY) -m pytest -p no:cacheprovider notebooks; \
-	else echo "test-portable: skipped (the AVX2 limits apply to x86-64 only)"; fi
+# Another kind of CPU, imitated: the notebooks again with PyTorch (ATen), MKL and oneDNN limited to
+# other instruction sets (PROFILE=avx2, avx512, default or mkl-compatible; scripts/cpu_profiles.py).
+# `make test` needs none of this: every printed number and compared choice proves its own margin
+# there, and tests/test_cpu_profiles.py measures the drift between all the profiles. Use it after
+# re-recording notebooks, as a second opinion (each profile takes as long as the notebooks).
+PROFILE ?= avx2
 
 setup:
 	@bash scripts/setup.sh
@@ -22,15 +20,14 @@ setup:
 lab: setup  ## as root (a container), Jupyter refuses to start without --allow-root
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
-test: setup
+test: setup  ## everything CI runs: unit tests, doctests, cross-CPU drift, hygiene, every notebook
 	$(PY) -m pytest
-	@$(PORTABLE_TEST)
 
 test-fast: setup  ## unit tests only, no notebooks
 	$(PY) -m pytest llm_tutorial tests
 
-test-portable: setup  ## the notebooks again, on x86-64 with the CPU kernels limited to AVX2
-	@$(PORTABLE_TEST)
+test-profile: setup  ## the notebooks under another CPU profile (x86-64): make test-profile PROFILE=default
+	$(PY) scripts/cpu_profiles.py --run $(PROFILE) -- $(PY) -m pytest -p no:cacheprovider notebooks
 
 lint: setup
 	$(VENV)/bin/ruff check .

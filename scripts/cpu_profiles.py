@@ -3,6 +3,8 @@
     python scripts/cpu_profiles.py              # every profile, a table of the drift against native
     python scripts/cpu_profiles.py --json F     # the same, also written to F
     python scripts/cpu_profiles.py --compute P  # (internal) one profile's numbers, as JSON on stdout
+    python scripts/cpu_profiles.py --run P -- COMMAND ...   # run a command under profile P
+                                                 # (make test-profile: the notebooks under P)
 
 A profile limits the instruction sets that PyTorch (ATen), MKL and oneDNN may use, as an older or
 a different CPU would, in a fresh process (the limits are read when the libraries load). Each
@@ -24,6 +26,8 @@ import subprocess
 import sys
 
 # name -> environment. AMX is never used by these profiles (oneDNN limited below AVX512_CORE_AMX).
+# Profiles without AVX-512 also make bitsandbytes take its path for CPUs without AVX512-BF16
+# (scripts/portable/sitecustomize.py), as such a CPU would.
 PROFILES = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
@@ -71,20 +75,49 @@ def compute() -> dict:
             "top10_ids": torch.softmax(last, -1).topk(10).indices.tolist(),
         })
     inputs = lt.chat_inputs(tok, QUESTION)
-    sequences = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    sequences = model.generate(**inputs, max_new_tokens=16, do_sample=False)
     n = inputs["input_ids"].shape[1]
     out["greedy"] = sequences[0, n:].tolist()
     out["greedy_gap"] = lt.greedy_gap(model, sequences, n)
     return out
 
 
+NO_AVX512 = ("avx2", "default")
+PORTABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "portable")
+
+
+def environment(profile: str) -> dict[str, str]:
+    """The environment variables that imitate ``profile`` (added to the current ones)."""
+    env = dict(PROFILES[profile])
+    if profile in NO_AVX512:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PORTABLE, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def _start(profile: str) -> subprocess.Popen:
+    # one thread each, so that the processes can run side by side (results do not depend on the
+    # thread count: verified-facts)
+    env = {**os.environ, **environment(profile), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LLM_TUTORIAL_THREADS": "1"}
+    return subprocess.Popen([sys.executable, __file__, "--compute", profile], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_all(profiles) -> dict[str, dict]:
+    """``compute()`` in a fresh process for each profile, all started at once."""
+    procs = {p: _start(p) for p in dict.fromkeys(profiles)}
+    results = {}
+    for profile, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"profile {profile} failed:\n{err[-3000:]}")
+        results[profile] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
 def run(profile: str) -> dict:
-    env = {**os.environ, **PROFILES[profile], "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, __file__, "--compute", profile], env=env,
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"profile {profile} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """``compute()`` in a fresh process with that profile's limits."""
+    return run_all([profile])[profile]
 
 
 def _max_abs(a, b) -> float:
@@ -114,14 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute", choices=sorted(PROFILES), help=argparse.SUPPRESS)
     parser.add_argument("--profiles", nargs="*", default=list(PROFILES), choices=sorted(PROFILES))
     parser.add_argument("--json", help="also write the drift table to this file")
+    parser.add_argument("--run", choices=sorted(PROFILES), help="run the command after -- under this profile")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run:
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("--run needs a command after --")
+        print(f"cpu_profiles: {' '.join(command)} under {args.run}: {environment(args.run)}", flush=True)
+        return subprocess.call(command, env={**os.environ, **environment(args.run)})
     if args.compute:
         print(json.dumps(compute()))
         return 0
     if platform.machine() not in ("x86_64", "AMD64"):
         print("cpu_profiles: the instruction-set limits apply to x86-64 only; nothing to compare")
         return 0
-    numbers = {p: run(p) for p in dict.fromkeys(["native", *args.profiles])}
+    numbers = run_all(["native", *args.profiles])
     table = {p: {"capability": numbers[p]["capability"], **drift(numbers[p], numbers["native"])}
              for p in numbers if p != "native"}
     print(f"native: ATen capability {numbers['native']['capability']}, "

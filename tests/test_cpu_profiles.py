@@ -9,7 +9,6 @@ nbval runs) and every compared choice keeps half of ``GAP``, this one cheap test
 re-running every notebook on every kind of CPU.
 """
 
-import functools
 import platform
 import sys
 from pathlib import Path
@@ -26,18 +25,20 @@ pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                                 reason="the instruction-set limits apply to x86-64 only")
 
 
-run = functools.cache(cpu_profiles.run)  # one process per profile (about 7 s each)
+@pytest.fixture(scope="module")
+def numbers():
+    """Every profile's numbers, computed side by side (one process and one thread each)."""
+    return cpu_profiles.run_all(cpu_profiles.PROFILES)
 
 
 @pytest.fixture(scope="module")
-def native():
-    return run("native")
+def native(numbers):
+    return numbers["native"]
 
 
 @pytest.mark.parametrize("profile", [p for p in cpu_profiles.PROFILES if p != "native"])
-def test_drift_between_cpu_profiles_is_within_half_the_tolerances(native, profile):
-    numbers = run(profile)
-    drift = cpu_profiles.drift(numbers, native)
+def test_drift_between_cpu_profiles_is_within_half_the_tolerances(numbers, native, profile):
+    drift = cpu_profiles.drift(numbers[profile], native)
     half = stable.checking() or 0.5  # what the test suite proves for each printed number
     assert drift["logits_abs"] <= half * stable.ATOL_LOGIT, drift
     assert drift["logprobs_abs"] <= half * stable.ATOL_LOGIT, drift
@@ -48,6 +49,6 @@ def test_drift_between_cpu_profiles_is_within_half_the_tolerances(native, profil
     assert drift["same_top10"] and drift["same_greedy"], drift
 
 
-def test_the_profiles_really_change_the_kernels(native):
-    assert run("default")["capability"] == "DEFAULT"
+def test_the_profiles_really_change_the_kernels(numbers, native):
+    assert numbers["default"]["capability"] == "DEFAULT" and numbers["avx2"]["capability"] == "AVX2"
     assert native["greedy_gap"] >= stable.GAP

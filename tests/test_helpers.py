@@ -87,3 +87,27 @@ def test_import_sets_a_passive_openmp_wait_policy_unless_told_otherwise(given, e
     code = "import os, llm_tutorial, torch; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_command_line_bench_prints_the_speed_ratios(capsys):
+    from llm_tutorial.__main__ import main
+
+    assert main(["bench", "--tokens", "3", "--repeats", "1", "--prompt", "Hi"]) == 0
+    out = capsys.readouterr().out
+    for loop in ("no cache", "hand loop, cache", "generate()"):
+        assert loop in out
+    assert "hand loop / generate(): " in out and "cache / no cache: " in out
+
+
+def test_time_decoding_rejects_bad_arguments(model, tok):
+    from llm_tutorial.bench import time_decoding
+
+    inputs = tok("Hi", return_tensors="pt")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        time_decoding(model, inputs, max_new_tokens=0)
+    with pytest.raises(ValueError, match="repeats"):
+        time_decoding(model, inputs, repeats=0)
+    with pytest.raises(ValueError, match="loops"):
+        time_decoding(model, inputs, loops=("beam",))
+    with pytest.raises(ValueError, match="batch size 1"):
+        time_decoding(model, tok(["Hi", "Yo"], return_tensors="pt", padding=True))
