@@ -469,7 +469,8 @@ request_en = "Please tell me about Mount Fuji"
 view_ja, view_en = lt.show_tokens(tokenizer, request_ja), lt.show_tokens(tokenizer, request_en)
 print(repr(view_en))
 print(repr(view_ja))
-print(f"Japanese costs {len(view_ja) / len(view_en):.1f}x the tokens of English for the same request")
+print(f"Japanese costs {lt.fmt(len(view_ja) / len(view_en), decimals=1, kind='exact')}x the tokens of English "
+      "for the same request")
 if EMBEDDED:
     assert len(view_ja) > 3 * len(view_en)
 view_ja
@@ -495,7 +496,7 @@ def piece_text(piece: str) -> str | None:
 
 japanese_entries = [t for t in map(piece_text, vocab) if t and japanese.search(t)]
 print(f"{len(japanese_entries)} of {len(vocab)} vocabulary entries contain a Japanese character "
-      f"({len(japanese_entries) / len(vocab):.2%})")
+      f"({lt.fmt(len(japanese_entries) / len(vocab), decimals=2, kind='exact', percent=True)})")
 if EMBEDDED:
     assert len(japanese_entries) < 0.01 * len(vocab)
 
@@ -537,15 +538,17 @@ print(f"{'':12} {'chars':>5} {'bytes':>5} {'tokens':>6} {'tok/char':>8} {'bytes/
 for name, c in counts.items():
     per_word = c["tokens"] / (english_words if name != "Python code" else c["words"])
     c["tokens_per_meaning_word"] = per_word
-    print(f"{name:12} {c['chars']:5} {c['bytes']:5} {c['tokens']:6} {c['tokens_per_char']:8.3f} "
-          f"{c['bytes_per_token']:9.2f} {per_word:15.2f}")
+    # ratios of integers: exact, the same on every CPU
+    print(f"{name:12} {c['chars']:5} {c['bytes']:5} {c['tokens']:6} {lt.fmt(c['tokens_per_char'], decimals=3, kind='exact'):>8} "
+          f"{lt.fmt(c['bytes_per_token'], decimals=2, kind='exact'):>9} {lt.fmt(per_word, decimals=2, kind='exact'):>15}")
 print("(for Python code the last column is tokens per whitespace-separated word)")
 
 # %%
 ratios = [len(tokenizer.encode(ja)) / len(tokenizer.encode(en)) for en, ja in parallel]
-print("Japanese / English tokens, per sentence:", [round(r, 2) for r in ratios])
+print("Japanese / English tokens, per sentence:", ", ".join(lt.fmt(r, decimals=2, kind="exact") for r in ratios))
 ja_en = counts["Japanese"]["tokens"] / counts["English"]["tokens"]
-print(f"all five: {ja_en:.2f}x the tokens, {counts['Japanese']['tokens_per_char'] / counts['English']['tokens_per_char']:.1f}x per character")
+per_char = counts["Japanese"]["tokens_per_char"] / counts["English"]["tokens_per_char"]
+print(f"all five: {lt.fmt(ja_en, decimals=2, kind='exact')}x the tokens, {lt.fmt(per_char, decimals=1, kind='exact')}x per character")
 if EMBEDDED:
     assert all(r > 2 for r in ratios)  # every sentence costs more than twice as much in Japanese
     assert counts["Japanese"]["tokens_per_char"] > 1 > 0.5 > counts["English"]["tokens_per_char"]
@@ -566,7 +569,7 @@ axes[1].bar(names, [counts[n]["tokens_per_meaning_word"] for n in names], color=
 axes[1].set_title("tokens per English word of the same text\n(code: per whitespace word)")
 for ax in axes:
     for bar in ax.patches:
-        ax.annotate(f"{bar.get_height():.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        ax.annotate(lt.fmt(bar.get_height(), decimals=2, kind="exact"), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom")
     ax.set_ylim(0, max(b.get_height() for b in ax.patches) * 1.2)
 fig.suptitle(f"Token cost per language, {lt.describe_model()}")
@@ -763,8 +766,11 @@ assert "".join(as_text.texts) == typed
 # %% [markdown]
 # ### Does the format matter? Ask the model
 # The same system message and question, once through the chat template and once in the seed's
-# Llama-2 format (in English, which this small model handles far better). Greedy decoding, 40 new
-# tokens; `lt.ask` uses the chat template (generation itself is notebook 04's subject).
+# Llama-2 format (in English, which this small model handles far better). Greedy decoding, 34 new
+# tokens (generation itself is notebook 04's subject). Both prompts go to the model in one batch,
+# padded on the **left** as section 2 advises, so that both rows end where their answer begins.
+# The template row is exactly what `lt.chat_inputs` builds, and `lt.ask(model, tokenizer,
+# question, system=...)` answers through it in one call (notebook 02 uses it).
 
 # %%
 import torch
@@ -772,15 +778,24 @@ import torch
 model = lt.load_model()
 system_en = "You are an honest and capable assistant."
 user_en = "Please tell me about Mount Fuji."
+template_prompt = tokenizer.apply_chat_template(
+    [{"role": "system", "content": system_en}, {"role": "user", "content": user_en}],
+    add_generation_prompt=True, tokenize=False,
+)
+llama2_prompt_en = f"<s>[INST] <<SYS>>\n{system_en}\n<</SYS>>\n\n{user_en} [/INST]"
+both = tokenizer([template_prompt, llama2_prompt_en], add_special_tokens=False, padding=True,
+                 padding_side="left", return_tensors="pt").to(model.device)
+template_row = both["input_ids"][0][both["attention_mask"][0].bool()]
+assert template_row.tolist() == lt.chat_inputs(tokenizer, user_en, system=system_en)["input_ids"][0].tolist()
 
-template_answer = lt.ask(model, tokenizer, user_en, system=system_en, max_new_tokens=40)
-
-llama2_en = tokenizer(f"<s>[INST] <<SYS>>\n{system_en}\n<</SYS>>\n\n{user_en} [/INST]",
-                      add_special_tokens=False, return_tensors="pt").to(model.device)
 with torch.inference_mode():
-    output = model.generate(**llama2_en, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    output = model.generate(**both, max_new_tokens=34, do_sample=False, pad_token_id=tokenizer.pad_token_id)
 # generate returns prompt + answer: keep only the new tokens (the seed's `[token_ids.size(1):]`)
-llama2_answer = tokenizer.decode(output[0, llama2_en["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+prompt_length = both["input_ids"].shape[1]
+template_answer, llama2_answer = (answer.strip() for answer in
+                                  tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True))
+# greedy texts: no near-tie at any step, or another CPU could write another answer
+lt.check_gap(lt.greedy_gap(model, output, prompt_length, attention_mask=both["attention_mask"]), "the two answers")
 
 print("chat template:\n ", template_answer)
 print("Llama-2 format:\n ", llama2_answer.replace("\n", "\n  "))

