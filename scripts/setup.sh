@@ -7,6 +7,7 @@
 #   TORCH_SPEC         the torch requirement installed first  (default: torch==2.13.0)
 #   TORCH_INDEX_URL    an index for torch only, e.g. https://download.pytorch.org/whl/cpu
 #                      (CPU-only Linux with internet) or .../whl/cu128 (NVIDIA GPU)
+#   LLM_TUTORIAL_NO_UV=1  install the dependencies with pip instead of uv (slower)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
