@@ -494,10 +494,12 @@ class ScoredToken:
 
 
 def _colour(surprise: float | None, scale: float) -> str:
+    """Background of a token: red with opacity ``surprise / scale``. Pass the *shown* surprise
+    (``ScoredToken.shown_surprise``, stable on every CPU): the colour is then stable too."""
     if surprise is None:
         return "#e0e0e0"
     alpha = min(max(surprise / scale, 0.0), 1.0)
-    return f"rgba(214, 39, 40, {fmt(alpha, decimals=1, kind='logit')})"
+    return f"rgba(214, 39, 40, {fmt(alpha, decimals=2, kind='exact')})"
 
 
 class SurpriseView:
@@ -535,14 +537,15 @@ class SurpriseView:
                 f"perplexity {fmt(self.perplexity, 3)}")
 
     def __str__(self) -> str:
-        width = max([5] + [len(_shown(t.text)) for t in self.tokens])
-        lines = [f"{'token':<{width}}  {'surprise':>8}  {'p≈':>7}  {'rank':>5}  model expected"]
-        for t in self.tokens:
-            if t.logprob is None:
-                lines.append(f"{_shown(t.text):<{width}}  {'-':>8}  {'-':>7}  {'-':>5}  (first token)")
-            else:
-                lines.append(f"{_shown(t.text):<{width}}  {t.shown_surprise:>8}  {t.shown_p:>7}  "
-                             f"{t.shown_rank:>5}  {t.shown_expected}")
+        head = ("token", "surprise", "p≈", "rank")
+        rows = [(_shown(t.text), t.shown_surprise, t.shown_p, t.shown_rank,
+                 t.shown_expected if t.logprob is not None else "(first token)") for t in self.tokens]
+        widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(4)]
+        lines = [f"{head[0]:<{widths[0]}}  {head[1]:>{widths[1]}}  {head[2]:>{widths[2]}}  "
+                 f"{head[3]:>{widths[3]}}  model expected"]
+        for row in rows:
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  "
+                         f"{row[3]:>{widths[3]}}  {row[4]}")
         lines.append(self._summary())
         return "\n".join(lines)
 
@@ -559,7 +562,8 @@ class SurpriseView:
                        f"model expected {t.shown_expected}")
             spans.append(
                 f"<span title=\"{html.escape(tip, quote=True)}\" style=\"background:"
-                f"{_colour(t.surprise, self.scale)};color:#111;padding:1px 2px;margin:0 1px;"
+                f"{_colour(None if t.logprob is None else float(t.shown_surprise), self.scale)};"
+                f"color:#111;padding:1px 2px;margin:0 1px;"
                 f"border-radius:3px;font-family:monospace;white-space:pre\">"
                 f"{html.escape(_shown(t.text))}</span>"
             )

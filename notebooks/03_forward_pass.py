@@ -35,6 +35,7 @@ import random
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 
 tokenizer = lt.load_tokenizer()
 model = lt.load_model()
@@ -279,17 +280,17 @@ token_lp = torch.log_softmax(predicting, dim=-1).gather(-1, new_ids[..., None]).
 candidate_lp = (token_lp * new_mask).sum(-1)
 ours = dict(zip(word_ids, candidate_lp.exp().tolist()))
 print(f"{'candidate':<10} {'tokens':>6} {'this model':>10} {'seed 002':>9}")
-for w, seed_p in seed_table.items():
-    print(f"{w:<10} {len(word_ids[w]):>6} {lt.fmt(ours[w], 2, kind='prob'):>10} "
-          f"{lt.fmt(seed_p, decimals=4, kind='exact'):>9}")
+for w, seed_p in seed_table.items():  # in percent
+    print(f"{w:<10} {len(word_ids[w]):>6} {lt.fmt(ours[w], 2, kind='prob', percent=True):>10} "
+          f"{lt.fmt(seed_p, decimals=2, kind='exact', percent=True):>9}")
 whole = lt.token_logprobs(model, torch.tensor([jp_ids + word_ids["だ"]]))[0, len(jp_ids) - 1:].sum().exp().item()
 assert abs(ours["だ"] - whole) < 1e-4  # the reused keys and values change nothing
 assert "だ" in completed and abs(completed["だ"] - whole) < 1e-4  # two roads, one number
 assert ours["だった"] < ours["だ"] / 100
 
 # %% [markdown]
-# Honest reading: the embedded model's 「だ」 comes out close to the seed's number (0.26 against
-# 0.2617), but that is luck, not agreement: the seed's model ranks だった second, and this one
+# Honest reading: the embedded model's 「だ」 comes out close to the seed's number (26 % against
+# 26.17 %), but that is luck, not agreement: the seed's model ranks だった second, and this one
 # gives it almost nothing (after 「だ」 it rarely goes on with 「った」). With a vocabulary this poor
 # in Japanese it spends 2-3 tokens per character (the 61-character prompt is 118 tokens), and its
 # ranking is a different one.
@@ -359,8 +360,8 @@ assert math.isclose(pair_ppl[0], ppl, rel_tol=1e-4)  # batched (padded) == alone
 # surprise, its probability, its rank and what the model expected instead). So that the display
 # is the same on every CPU, the surprise is shown to 0.1 nats and the probability `p≈` is derived
 # from that rounded surprise (so it is approximate, within 5 %). A rank is shown exactly where no
-# other token's logit is within a hair of this one's; otherwise only as the power of ten it
-# certainly reaches: `>=1000` means "1000th or further down".
+# other token's logit lies within `lt.GAP` of this one's (another CPU could swap the two);
+# otherwise only as the power of ten it certainly reaches: `>=1000` means "1000th or further down".
 
 # %%
 view = lt.surprise(model, tokenizer, text)
@@ -368,6 +369,9 @@ assert math.isclose(view.logprob, total, rel_tol=1e-5)
 assert all(math.isclose(t.logprob, lp, rel_tol=1e-5, abs_tol=1e-6)
            for t, lp in zip(list(view)[1:], per_token.tolist()))
 view
+
+# %% [markdown]
+# The same view as text, for a terminal:
 
 # %%
 print(view)
@@ -555,18 +559,18 @@ plt.show()
 # decoder-only model, pad on the **left**, so that every row's last position is a real token. The
 # **attention mask** marks real tokens with 1 and padding with 0; attention then ignores the pads.
 # **Position ids** say where each token sits in its own text; for the padded row they must count
-# from its first real token.
+# from its first real token. The side is chosen per call with `padding_side="left"` (or once, when
+# loading: `lt.load_tokenizer(padding_side="left")`).
 
 # %%
-left_tokenizer = lt.load_tokenizer(padding_side="left")
-if left_tokenizer.pad_token is None:  # some tokenizers have none; any token works, it is masked
-    left_tokenizer.pad_token = left_tokenizer.eos_token
-print("pad token:", repr(left_tokenizer.pad_token))
+if tokenizer.pad_token is None:  # some tokenizers have none; any token works, it is masked
+    tokenizer.pad_token = tokenizer.eos_token
+print("pad token:", repr(tokenizer.pad_token))
 prompts = ["The capital of France is", "Hello there"]
-padded = left_tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+padded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
 position_ids = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
 for row in range(2):
-    print(f"row {row}: tokens   {left_tokenizer.convert_ids_to_tokens(padded['input_ids'][row])}")
+    print(f"row {row}: tokens   {tokenizer.convert_ids_to_tokens(padded['input_ids'][row])}")
     print(f"       mask     {padded['attention_mask'][row].tolist()}")
     print(f"       position {position_ids[row].tolist()}")
 
@@ -664,11 +668,13 @@ assert by_hand == from_generate == table.ids[0]
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 prompt_ids = tokenizer(prompt)["input_ids"]
-scores = {}
-for city in [" Paris", " Lyon", " Berlin"]:
-    city_ids = tokenizer(city, add_special_tokens=False)["input_ids"]
-    lp = lt.token_logprobs(model, torch.tensor([prompt_ids + city_ids]))[0, -len(city_ids):]
-    scores[city] = lp.sum().item()
+cities = [" Paris", " Lyon", " Berlin"]
+rows = [prompt_ids + tokenizer(city, add_special_tokens=False)["input_ids"] for city in cities]
+width = max(len(r) for r in rows)  # one right-padded batch; the mask zeroes the padding's scores
+batch_ids = torch.tensor([r + [tokenizer.pad_token_id or 0] * (width - len(r)) for r in rows])
+batch_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+lp = lt.token_logprobs(model, batch_ids, batch_mask)[:, len(prompt_ids) - 1:].sum(-1)  # chain rule
+scores = dict(zip(cities, lp.tolist()))
 print(" | ".join(f"{city!r}: {lt.fmt(score, decimals=2, kind='logit')}" for city, score in scores.items()))
 assert max(scores, key=scores.get) == " Paris"
 
@@ -695,9 +701,7 @@ assert math.isclose(results[1][2], table.entropy, rel_tol=1e-4)
 #    should you have read instead?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-right_tokenizer = lt.load_tokenizer(padding_side="right")
-right_tokenizer.pad_token = left_tokenizer.pad_token
-right = right_tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+right = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(model.device)
 with torch.inference_mode():
     right_logits = model(**right).logits
 last_real = right["attention_mask"].sum(-1) - 1

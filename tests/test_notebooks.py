@@ -95,7 +95,8 @@ def test_ruff_is_clean():
 _FLOAT_SPEC = re.compile(r"\{[^{}:!]*(?:![rsa])?:[^{}]*?[efgEFG%]\}")
 _PERCENT_SPEC = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[efgEFG]")
 # what a raw float looks like in an output: a repr with many digits, or a float tensor / array
-_RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?![\w.])|(?:tensor|array)\(\[[^\])]*\d\.\d")
+# (six or more significant digits after the point: lt.fmt never prints that many, 0.00000083 is fine)
+_RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.0*[1-9]\d{5,}(?![\w.])|(?:tensor|array)\(\[[^\])]*\d\.\d")
 
 
 def compared_code_cells(path):
@@ -182,3 +183,5 @@ def test_raw_float_outputs_are_found():
     assert _RAW_FLOAT.search("perplexity 16.953247")
     assert _RAW_FLOAT.search("tensor([0.1000, 0.9000])")
     assert not _RAW_FLOAT.search("tensor([1, 2, 3]) torch 2.13.0 perplexity 17.0 id 7042")
+    assert not _RAW_FLOAT.search("p≈ 0.00000083, 0.0012")
+    assert _RAW_FLOAT.search("0.000001234567")

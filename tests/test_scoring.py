@@ -319,9 +319,9 @@ def test_surprise_batch_and_display(model, tok, monkeypatch):
 
 def test_surprise_colours_saturate():
     assert scoring._colour(None, 10) == "#e0e0e0"
-    assert scoring._colour(0.0, 10).endswith(" 0.0)")
-    assert scoring._colour(5.0, 10).endswith(" 0.5)")
-    assert scoring._colour(50.0, 10).endswith(" 1.0)")
+    assert scoring._colour(0.0, 10).endswith(" 0.00)")
+    assert scoring._colour(2.5, 10).endswith(" 0.25)")  # exact: the shown surprise is already rounded
+    assert scoring._colour(50.0, 10).endswith(" 1.00)")
 
 
 # --- logit lens ---------------------------------------------------------------------------------
