@@ -308,6 +308,9 @@ def greedy_gap(model, sequences, prompt_length: int, attention_mask=None) -> flo
 
     if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
         raise TypeError("sequences must be a 2-D torch.Tensor [batch, length] (generate's output)")
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise TypeError("greedy_gap takes a decoder-only model; for an encoder-decoder, apply top2_gap "
+                        "to the decoder's logits (one pass with decoder_input_ids)")
     start = _count(prompt_length, "prompt_length", 1)
     if start >= sequences.shape[1]:
         raise ValueError(f"prompt_length ({start}) must be shorter than the sequences ({sequences.shape[1]})")
