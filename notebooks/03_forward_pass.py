@@ -35,7 +35,6 @@ import random
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 tokenizer = lt.load_tokenizer()
 model = lt.load_model()
