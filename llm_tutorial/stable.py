@@ -290,12 +290,15 @@ def ranking_gap(values, k: int | None = None) -> float:
     return float((finite[:-1] - finite[1:]).min()) if finite.numel() > 1 else math.inf
 
 
-def greedy_gap(model, sequences, prompt_length: int, attention_mask=None) -> float:
+def greedy_gap(model, sequences, prompt_length: int, attention_mask=None, *, eos_token_id=None) -> float:
     """The closest call of a greedy generation: the smallest top-1/top-2 logit gap over the
     positions that chose ``sequences[:, prompt_length:]``, from one forward pass over the whole
     sequence (teacher forcing). Pass the generation's ``attention_mask`` (prompt mask plus ones,
     or ``sequences != pad`` style) for a left-padded batch. Finished rows (pads after EOS) count
-    only up to their EOS.
+    only up to their EOS: ``eos_token_id`` (an int or a list), as passed to ``generate``, or the
+    model's ``generation_config`` one. The gap is that of the raw logits: for a generation with
+    logits processors (``repetition_penalty``...) use ``top2_gap`` on the scores ``generate``
+    returns (``output_scores=True, return_dict_in_generate=True``) instead.
 
     >>> ids = tok("The capital of France is", return_tensors="pt").input_ids
     >>> out = model.generate(ids, max_new_tokens=3, do_sample=False)
@@ -324,7 +327,9 @@ def greedy_gap(model, sequences, prompt_length: int, attention_mask=None) -> flo
     with torch.inference_mode():
         logits = model(input_ids=sequences.to(model.device), **extra).logits[:, start - 1:-1]
     gaps = top2_gap(logits)
-    eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+    eos = eos_token_id
+    if eos is None and model.generation_config is not None:
+        eos = model.generation_config.eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     if eos:
         chosen = sequences[:, start:].to(gaps.device)

@@ -72,28 +72,31 @@ def new_tokens(output, inputs):
     return output[:, inputs["input_ids"].shape[1]:]
 
 
-def closest_call(output, what, eos_token_id=None):
-    """The smallest top-1/top-2 gap among the scores a greedy ``generate(..., output_scores=True,
-    return_dict_in_generate=True)`` chose from (after its logits processors; each row up to its
-    EOS), checked with ``lt.check_gap``: no extra forward pass, unlike ``lt.greedy_gap``."""
+SCORES = {"output_scores": True, "return_dict_in_generate": True}  # generate() also returns its scores
+
+
+def checked(output, what, eos_token_id=None):
+    """``output.sequences`` of a greedy ``generate(..., **SCORES)``, once ``lt.check_gap`` has
+    checked its closest call: the smallest top-1/top-2 gap among the scores it chose from (after
+    its logits processors), each row up to its EOS."""
     scores = torch.stack(output.scores, dim=1).float()
     chosen = output.sequences[:, -scores.shape[1]:]
     eos = model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
     eos_ids = torch.tensor([] if eos is None else eos, dtype=torch.long, device=chosen.device).reshape(-1)
     is_eos = torch.isin(chosen, eos_ids)
     after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-    return lt.check_gap(float(lt.top2_gap(scores).masked_fill(after_eos, float("inf")).min()), what)
+    lt.check_gap(float(lt.top2_gap(scores).masked_fill(after_eos, float("inf")).min()), what)
+    return output.sequences
 
 
 # %% [markdown]
 # ### Answers that hold on any CPU
 # A greedy answer flips on another CPU when two candidate tokens were nearly tied at some step
 # (their float32 logits differ in the last bits between CPUs; pitfall 17). So each greedy answer
-# this notebook prints is checked: `lt.check_gap(lt.greedy_gap(...))` measures the closest call
-# with one forward pass over the answer, and `closest_call` reads it from the scores `generate()`
-# returns with `output_scores=True` (no extra pass, and after a repetition penalty or another
-# logits processor, which changes the choice). Both raise while the notebook is recorded or
-# tested if the margin is too small.
+# this notebook prints is checked: `generate(..., **SCORES)` also returns the scores it chose each
+# token from, and `checked` finds the closest call among them (like `lt.greedy_gap`, without its
+# extra forward pass, and after a repetition penalty or another logits processor, which changes
+# the choice). It raises while the notebook is recorded or tested if the margin is too small.
 
 # %% [markdown]
 # ### Catching the symptom
@@ -130,14 +133,14 @@ print(nothing)
 # %%
 colors = tokenizer("A list of colors: red, blue", return_tensors="pt").to(model.device)
 with lt.capture() as got:
-    out_colors = model.generate(**colors)
+    output = model.generate(**colors, **SCORES)
+out_colors = checked(output, "the colors continuation")
 n_new = new_tokens(out_colors, colors).shape[1]
 print(got)
 print(colors["input_ids"].shape[1], "prompt tokens +", n_new, "new tokens:",
       repr(tokenizer.decode(new_tokens(out_colors, colors)[0])))
 assert got.contains("We recommend setting `max_new_tokens`")
 assert n_new == 20 and out_colors[0, -1] != tokenizer.eos_token_id  # cut off, not finished
-lt.check_gap(lt.greedy_gap(model, out_colors, colors["input_ids"].shape[1]), "the colors continuation")
 
 # %% [markdown]
 # `max_length` is the trap next to it: it counts the prompt too. A chat prompt is already dozens
@@ -169,12 +172,11 @@ print(err)
 print("generation config: max_length =", model.generation_config.max_length,
       "| max_new_tokens =", model.generation_config.max_new_tokens)
 assert model.generation_config.max_length is None and model.generation_config.max_new_tokens is None
-ref = model.generate(**chat, max_new_tokens=48, do_sample=False)
+ref = checked(model.generate(**chat, max_new_tokens=48, do_sample=False, **SCORES), "the France answer")
 ref_new = new_tokens(ref, chat)[0]
 ref_answer = tokenizer.decode(ref_new, skip_special_tokens=True)
 print(len(ref_new), "new tokens:", repr(ref_answer))
 assert ref_new[-1] == tokenizer.eos_token_id and len(ref_new) < 48
-lt.check_gap(lt.greedy_gap(model, ref, n_chat), "the France answer")
 assert torch.equal(out_cut[0], ref[0, : out_cut.shape[1]])  # max_length=40 cut this very answer
 
 # %% [markdown]
@@ -210,15 +212,13 @@ prompts = [
     "Here is a much longer prompt, so that the first one needs a lot of padding to be batched with it:",
 ]
 batch = left_tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)
-out_batch = model.generate(**batch, max_new_tokens=8, do_sample=False)
+out_batch = checked(model.generate(**batch, max_new_tokens=8, do_sample=False, **SCORES), "the batch's answers")
 per_row = [out_batch[i, len(tokenizer(p)["input_ids"]):] for i, p in enumerate(prompts)]
 print("cut per row:", repr(tokenizer.decode(per_row[0], skip_special_tokens=True)))
 batch_answers = tokenizer.batch_decode(new_tokens(out_batch, batch), skip_special_tokens=True)
 print("cut at the padded length:", batch_answers)
 assert prompts[0] in tokenizer.decode(per_row[0], skip_special_tokens=True)
 assert not any(p in a for p, a in zip(prompts, batch_answers))
-lt.check_gap(lt.greedy_gap(model, out_batch, batch["input_ids"].shape[1], attention_mask=batch["attention_mask"]),
-             "the batch's answers")
 
 # %% [markdown]
 # **Cause.** A decoder-only model continues the sequence it was given, so its output *is* the
@@ -246,12 +246,11 @@ def distinct_ngrams(ids, n=4):
 
 
 cat = tokenizer("I am a cat.", return_tensors="pt").to(model.device)
-out_cat = model.generate(**cat, max_new_tokens=32, do_sample=False)
+out_cat = checked(model.generate(**cat, max_new_tokens=24, do_sample=False, **SCORES), "the greedy loop")
 greedy_cat = new_tokens(out_cat, cat)[0]
 print(repr(tokenizer.decode(greedy_cat, skip_special_tokens=True)))
 print("distinct 4-grams:", lt.fmt(distinct_ngrams(greedy_cat), 2, kind="exact"))
 assert distinct_ngrams(greedy_cat) < 0.3
-lt.check_gap(lt.greedy_gap(model, out_cat, cat["input_ids"].shape[1]), "the greedy loop")
 
 # %% [markdown]
 # **Cause.** Greedy decoding is deterministic: once a phrase makes itself the most likely
@@ -263,7 +262,7 @@ lt.check_gap(lt.greedy_gap(model, out_cat, cat["input_ids"].shape[1]), "the gree
 
 # %%
 lt.set_seed(0)
-sampled_cat = new_tokens(model.generate(**cat, max_new_tokens=32, do_sample=True), cat)[0]
+sampled_cat = new_tokens(model.generate(**cat, max_new_tokens=24, do_sample=True), cat)[0]
 print(repr(tokenizer.decode(sampled_cat, skip_special_tokens=True)))
 print("distinct 4-grams:", lt.fmt(distinct_ngrams(sampled_cat), 2, kind="exact"))
 assert distinct_ngrams(sampled_cat) > 0.9
@@ -302,7 +301,7 @@ print(err.short(200))
 
 # %%
 lt.set_seed(0)
-out_s = model.generate(**chat, max_new_tokens=16, do_sample=True, temperature=0.7, num_return_sequences=4)
+out_s = model.generate(**chat, max_new_tokens=12, do_sample=True, temperature=0.7, num_return_sequences=4)
 samples = tokenizer.batch_decode(new_tokens(out_s, chat), skip_special_tokens=True)
 for s in samples:
     print(repr(s))
@@ -357,19 +356,17 @@ assert near_zero.argmax() == next_logits.argmax() and near_zero.max() > 0.99
 right_batch = tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)
 print(right_batch["input_ids"][0].tolist()[-4:], "<- the short row ends in padding")
 with lt.capture() as got:
-    out_right = model.generate(**right_batch, max_new_tokens=8, do_sample=False)
+    output = model.generate(**right_batch, max_new_tokens=8, do_sample=False, **SCORES)
+out_right = checked(output, "the right-padded answers")
 right_answers = tokenizer.batch_decode(new_tokens(out_right, right_batch), skip_special_tokens=True)
 solo = tokenizer(prompts[:1], return_tensors="pt").to(model.device)
-out_solo = model.generate(**solo, max_new_tokens=8, do_sample=False)
+out_solo = checked(model.generate(**solo, max_new_tokens=8, do_sample=False, **SCORES), "the answer alone")
 solo_new = new_tokens(out_solo, solo)[0]
 solo_answer = tokenizer.decode(solo_new, skip_special_tokens=True)
 print(got)
 print("right padded:", repr(right_answers[0]), "| alone:", repr(solo_answer))
 assert got.contains("right-padding was detected!")
 assert right_answers[0] != solo_answer
-lt.check_gap(lt.greedy_gap(model, out_right, right_batch["input_ids"].shape[1],
-                           attention_mask=right_batch["attention_mask"]), "the right-padded answers")
-lt.check_gap(lt.greedy_gap(model, out_solo, solo["input_ids"].shape[1]), "the answer alone")
 
 # %% [markdown]
 # **Cause.** Generation appends after the *last* position of each row; with right padding that
@@ -390,13 +387,13 @@ assert torch.equal(new_tokens(out_batch, batch)[0], solo_new)
 # %%
 print("pad token == eos token:", tokenizer.pad_token_id == tokenizer.eos_token_id)
 with lt.capture() as got:
-    out_nomask = model.generate(batch["input_ids"], max_new_tokens=8, do_sample=False)
+    output = model.generate(batch["input_ids"], max_new_tokens=8, do_sample=False, **SCORES)
+out_nomask = checked(output, "the answers without a mask")
 nomask_answer = tokenizer.decode(new_tokens(out_nomask, batch)[0], skip_special_tokens=True)
 print(got)
 print("no mask:", repr(nomask_answer), "| with mask:", repr(batch_answers[0]))
 assert got.contains("cannot be inferred from input because pad token is same as eos token")
 assert nomask_answer != batch_answers[0]
-lt.check_gap(lt.greedy_gap(model, out_nomask, batch["input_ids"].shape[1]), "the answers without a mask")
 
 # %% [markdown]
 # **Cause.** Without a mask, `generate()` would guess it from the pad token, but it cannot tell
@@ -507,10 +504,8 @@ def answers_to(*prompt_texts, max_new_tokens=24):
     """Generate greedily from prompt strings (one left-padded batch); return the new token ids, a
     row per prompt (pads after a row's EOS), after checking the closest call."""
     inputs = left_tokenizer(list(prompt_texts), padding=True, return_tensors="pt").to(model.device)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                            output_scores=True, return_dict_in_generate=True)
-    closest_call(output, "the answers")
-    return new_tokens(output.sequences, inputs)
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **SCORES)
+    return new_tokens(checked(output, "the answers"), inputs)
 
 
 [llama2_new] = answers_to(llama2_prompt)
@@ -606,14 +601,12 @@ print("BOS once:", bos_tokenizer.convert_ids_to_tokens(once["input_ids"][0, :3].
 
 # %%
 end_of_document = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-out_runon = model.generate(**chat, max_new_tokens=24, do_sample=False, eos_token_id=end_of_document,
-                           output_scores=True, return_dict_in_generate=True)
-runon_new = new_tokens(out_runon.sequences, chat)[0]
+output = model.generate(**chat, max_new_tokens=20, do_sample=False, eos_token_id=end_of_document, **SCORES)
+runon_new = new_tokens(checked(output, "the run-on", eos_token_id=end_of_document), chat)[0]
 runon = tokenizer.decode(runon_new)
 print(repr(runon))
 print("with skip_special_tokens:", repr(tokenizer.decode(runon_new, skip_special_tokens=True)))
-closest_call(out_runon, "the run-on", eos_token_id=end_of_document)
-assert len(runon_new) == 24 and runon.startswith(ref_answer)
+assert len(runon_new) == 20 and runon.startswith(ref_answer)
 assert "<|im_start|>user" in runon[len(ref_answer):]
 
 # %% [markdown]
@@ -646,13 +639,11 @@ assert torch.equal(both, ref) and torch.equal(seed_style, ref)
 # **Symptom.** With `repetition_penalty=2.0` the model no longer stops.
 
 # %%
-out_rp = model.generate(**chat, max_new_tokens=24, do_sample=False, repetition_penalty=2.0,
-                        output_scores=True, return_dict_in_generate=True)
-rp_new = new_tokens(out_rp.sequences, chat)[0]
+output = model.generate(**chat, max_new_tokens=20, do_sample=False, repetition_penalty=2.0, **SCORES)
+rp_new = new_tokens(checked(output, "the penalised answer"), chat)[0]  # checked on the penalised scores
 print(len(rp_new), "new tokens, ends with EOS:", bool(rp_new[-1] == tokenizer.eos_token_id))
 print(repr(tokenizer.decode(rp_new)))
-closest_call(out_rp, "the penalised answer")  # the penalised scores: what the choice was made from
-assert len(rp_new) == 24 and tokenizer.eos_token_id not in rp_new.tolist()
+assert len(rp_new) == 20 and tokenizer.eos_token_id not in rp_new.tolist()
 
 # %% [markdown]
 # **Cause.** The penalty divides the logit of *every token already in the sequence*, and for a
@@ -668,33 +659,38 @@ with torch.inference_mode():
     end_logits = model(upto_end).logits[:, -1].float()
 
 
-def eos_rank(scores):
-    """Rank of the end-of-turn token in ``scores[0]`` (0: the greedy choice), checked to hold on any
-    CPU: no other token within a CPU's drift of it."""
+def eos_standing(scores):
+    """The end-of-turn token's rank in ``scores[0]`` (0: the greedy choice) and its lead over the
+    best other token (negative: behind it), checked to hold on any CPU."""
     eos = tokenizer.eos_token_id
     others = torch.cat([scores[0, :eos], scores[0, eos + 1:]])
-    lt.check_threshold(others, float(scores[0, eos]), "the end-of-turn token's rank", kind="logit")
-    return int((others > scores[0, eos]).sum())
+    lead = float(scores[0, eos] - others.max())
+    lt.check_gap(abs(lead), "the end-of-turn token's lead")
+    return int((others > scores[0, eos]).sum()), lead
 
 
-ranks = {p: eos_rank(RepetitionPenaltyLogitsProcessor(p)(upto_end, end_logits.clone())) for p in (1.0, 1.2, 2.0)}
-ignoring_prompt = RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=n_chat)
-ranks["2.0, prompt ignored"] = eos_rank(ignoring_prompt(upto_end, end_logits.clone()))
-print("rank of the end-of-turn token (0 = the greedy choice):", ranks)
-assert ranks[1.0] == 0 and ranks[2.0] > 10 and ranks["2.0, prompt ignored"] == 0
+processors = {str(p): RepetitionPenaltyLogitsProcessor(p) for p in (1.0, 1.2, 2.0)}
+processors["2.0, prompt ignored"] = RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=n_chat)
+standing = {name: eos_standing(proc(upto_end, end_logits.clone())) for name, proc in processors.items()}
+print("end-of-turn token: rank (0 = the greedy choice), lead over the best other token in logits")
+for name, (rank, lead) in standing.items():
+    # the exact rank far down the list can move by one on another CPU (near-tied logits): > 10
+    print(f"  penalty {name:>19}: rank {rank if rank == 0 else '> 10'}, "
+          f"lead {lt.fmt(lead, decimals=2, kind='logit')}")
+assert standing["1.0"][0] == 0 and standing["2.0"][0] > 10 and standing["2.0, prompt ignored"][0] == 0
+assert all(rank == 0 or rank > 10 for rank, _ in standing.values())
 
 # %% [markdown]
 # **Fix.** Penalise only what the model generated: `RepetitionPenaltyLogitsProcessor` takes a
 # `prompt_ignore_length` (pass it as a custom `logits_processor`); or use a mild penalty (1.1-1.2,
-# the value the penalty's paper suggests), or `no_repeat_ngram_size`.
+# the value the penalty's paper suggests; 1.2 is the limit here, where the end-of-turn token stays
+# first by 0.05 logits), or `no_repeat_ngram_size`.
 
 # %%
 ignoring_prompt = RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=n_chat)
-out_fixed_rp = model.generate(**chat, max_new_tokens=48, do_sample=False, logits_processor=[ignoring_prompt],
-                              output_scores=True, return_dict_in_generate=True)
-fixed_rp = new_tokens(out_fixed_rp.sequences, chat)[0]
+output = model.generate(**chat, max_new_tokens=48, do_sample=False, logits_processor=[ignoring_prompt], **SCORES)
+fixed_rp = new_tokens(checked(output, "the answer with the prompt ignored"), chat)[0]
 print(len(fixed_rp), "new tokens:", repr(tokenizer.decode(fixed_rp)))
-closest_call(out_fixed_rp, "the answer with the prompt ignored")
 assert fixed_rp[-1] == tokenizer.eos_token_id
 
 # %% [markdown]
@@ -889,7 +885,7 @@ def saved_for_backward(context, input_ids):
     return sum(saved.values()), logits.requires_grad
 
 
-text_ids = tokenizer("The quick brown fox jumps over the lazy dog. " * 4, return_tensors="pt")["input_ids"]
+text_ids = tokenizer("The quick brown fox jumps over the lazy dog. " * 3, return_tensors="pt")["input_ids"]
 text_ids = text_ids.to(model.device)
 for name, context in [("grad enabled", contextlib.nullcontext()), ("torch.no_grad()", torch.no_grad()),
                       ("torch.inference_mode()", torch.inference_mode())]:
@@ -1014,9 +1010,9 @@ assert chosen_gap < vocab_gap
 #
 # **Fix.** Compare with a tolerance that fits the dtype, and compare tokens only within one dtype
 # and setup. From the measurements above: in float32, logits that agree to 1e-4 are "the same";
-# in bfloat16 differences near 1 in a logit are normal, and the log-probabilities of the tokens
-# actually chosen agree to about 0.25; texts are compared by meaning or score, not character by
-# character.
+# in bfloat16 differences of up to about 1 in a logit are normal, and the log-probabilities of the
+# tokens actually chosen agree to about 0.25; texts are compared by meaning or score, not character
+# by character.
 
 # %%
 torch.testing.assert_close(again["float32"], runs["float32"][1], atol=1e-4, rtol=0)
@@ -1101,18 +1097,9 @@ assert bos_count(twice["input_ids"][0], bos_tokenizer) == 2 and bos_count(once["
 print("twice:", bos_count(twice["input_ids"][0], bos_tokenizer), "| once:", bos_count(once["input_ids"][0], bos_tokenizer))
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-# 3. Scan penalties; the model stops greedily while the end-of-turn token keeps rank 0, that is while
-#    its penalised logit stays above every other one.
-def eos_lead(penalty):
-    scores = RepetitionPenaltyLogitsProcessor(penalty)(upto_end, end_logits.clone())[0]
-    eos = tokenizer.eos_token_id
-    return float(scores[eos] - torch.cat([scores[:eos], scores[eos + 1:]]).max())
-
-
-leads = {p / 100: eos_lead(p / 100) for p in range(100, 205, 5)}
-for lead in leads.values():
-    lt.check_gap(abs(lead), "the end-of-turn token's lead")  # the same on any CPU
-still_stops = [p for p, lead in leads.items() if lead > 0]
+# 3. Scan penalties; the model stops greedily while the end-of-turn token keeps rank 0 (a positive lead).
+still_stops = [p / 100 for p in range(100, 205, 5)
+               if eos_standing(RepetitionPenaltyLogitsProcessor(p / 100)(upto_end, end_logits.clone()))[1] > 0]
 print("1.2 lets it stop:", 1.2 in still_stops, "| largest penalty that does:", max(still_stops))
 assert 1.0 in still_stops and 2.0 not in still_stops
 
