@@ -47,7 +47,7 @@ def test_timer_measures_the_block(monkeypatch):
 def test_timer_sets_seconds_even_when_the_block_raises():
     with pytest.raises(KeyError), lt.timer() as t:
         raise KeyError("x")
-    assert t.seconds >= 0
+    assert not math.isnan(t.seconds)  # set (no wall-clock value is asserted)
 
 
 # --- bytes -------------------------------------------------------------------------------------
@@ -270,7 +270,8 @@ def test_time_generation_matches_generate(model, tok):
     assert timing.new_token_ids() == new
     stop = new.index(tok.eos_token_id) + 1 if tok.eos_token_id in new else len(new)
     assert timing.new_tokens == stop
-    assert timing.seconds > 0 and timing.tokens_per_second == timing.new_tokens / timing.seconds
+    rate = timing.tokens_per_second  # consistent with the counts, whatever the time was
+    assert rate * timing.seconds == pytest.approx(timing.new_tokens)
 
 
 def test_time_generation_counts_each_row_up_to_its_end(model, tok):
