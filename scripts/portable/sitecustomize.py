@@ -1,4 +1,5 @@
-"""Run at interpreter start-up when this folder is on ``PYTHONPATH`` (``make test-portable``).
+"""Run at interpreter start-up when this folder is on ``PYTHONPATH`` (``scripts/cpu_profiles.py``
+(``make test-profile``) puts it there for the profiles without AVX-512: avx2 and default).
 
 Together with the variables that limit PyTorch, MKL and oneDNN to AVX2, it makes bitsandbytes
 behave as on a CPU without AVX512-BF16: ``has_avx512bf16()`` answers False, so 4-bit layers
