@@ -45,6 +45,8 @@ def test_house_style(path):
     banner = "".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
                      for o in code[0]["outputs"])
     assert "transformers" in banner and "torch" in banner, "the version banner is printed"
+    if number == "00":  # the environment check: a tool, not a lesson (no recap, no exercises)
+        return
     headings = [source(c) for c in cells if c["cell_type"] == "markdown"]
     def has_heading(text, title):
         return any(line.startswith(f"## {title}") for line in text.splitlines())
@@ -57,7 +59,11 @@ def test_house_style(path):
                  and "solution" in c["metadata"].get("tags", [])]
     assert 2 <= len(solutions) <= 6, "2-4 exercises, each with a solution cell"
     for cell in solutions:
-        assert cell["metadata"].get("jupyter", {}).get("source_hidden") is True, "solutions are hidden"
+        hidden = cell["metadata"].get("jupyter", {})
+        # both: a solution whose output shows prints the answer right under the question
+        assert hidden.get("source_hidden") is True and hidden.get("outputs_hidden") is True, (
+            f"{path.name}: a solution hides its source and its outputs: "
+            '# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}')
         assert "assert" in source(cell), "solutions check their answer"
 
 
