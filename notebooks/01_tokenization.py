@@ -17,19 +17,21 @@
 # # 01 · Tokenization
 # **What does the model actually see when you type a prompt, and what does a prompt cost?**
 #
-# A language model never reads text. It reads a list of integers, the *token ids*, made by a
-# *tokenizer*, and it writes token ids that the tokenizer turns back into text. This notebook
-# opens that step up:
+# A language model never reads text. It reads a list of integers, the ids of
+# [*tokens*](glossary.md#token), made by a *tokenizer*, and it writes token ids that the tokenizer
+# turns back into text. This notebook opens that step up:
 #
 # 1. loading a tokenizer (`AutoTokenizer.from_pretrained`, local folders, `revision`, being offline);
-# 2. text to ids: `encode` vs `tokenizer(...)`, special tokens added or not, tensors, padding and the
-#    attention mask, truncation;
+# 2. text to ids: `encode` vs `tokenizer(...)`, [special tokens](glossary.md#special-token) added or
+#    not, tensors, padding and the attention mask, truncation;
 # 3. ids to text: `decode` / `batch_decode`, with and without `skip_special_tokens`;
 # 4. special tokens, read from the tokenizer;
-# 5. subwords and byte-level BPE: how 「こんにちは」 becomes byte tokens;
+# 5. subwords and byte-level [BPE](glossary.md#bpe): the merges applied by hand, and how
+#    「こんにちは」 becomes byte tokens;
 # 6. token cost per language, measured: English vs Japanese vs code;
 # 7. the round trip `decode(encode(x)) == x`;
-# 8. the chat template, compared with a hand-written Llama-2 `[INST] <<SYS>>` prompt.
+# 8. the [chat template](glossary.md#chat-template), compared with a hand-written Llama-2
+#    `[INST] <<SYS>>` prompt, and a Llama-2-style tokenizer that adds `<s>` by itself.
 #
 # The stored outputs are for the embedded model (SmolLM2-135M-Instruct). Facts that hold only
 # for it are asserted under `if EMBEDDED:`; with another model (`LLM_TUTORIAL_MODEL`) those cells
@@ -145,9 +147,10 @@ view
 
 # %% [markdown]
 # ### `add_special_tokens`
-# The seed article says `add_special_tokens=True` (the default) "adds bos and eos automatically".
-# What it really does is run the tokenizer's *post-processor*, which adds whatever the model was
-# trained with, if anything. Measure it for this tokenizer:
+# The seed article says `add_special_tokens=True` (the default) "adds bos and eos automatically":
+# a beginning-of-sequence token and an [end-of-sequence token](glossary.md#eos). What it really
+# does is run the tokenizer's *post-processor*, which adds whatever the model was trained with, if
+# anything. Measure it for this tokenizer:
 
 # %%
 with_special = tokenizer.encode(text, add_special_tokens=True)
@@ -161,8 +164,9 @@ if EMBEDDED:
 
 # %% [markdown]
 # So for this model the seed's claim is wrong: nothing is added, not even a beginning-of-sequence
-# token. What is added depends on the tokenizer, so never assume: encode a text with and without
-# and compare, as above.
+# token. The seed's own model, a Llama 2, adds a BOS `<s>` and no EOS (section 8 builds a tokenizer
+# of that kind and shows it). What is added depends on the tokenizer, so never assume: encode a
+# text with and without and compare, as above.
 #
 # ### Tensors, batches and padding
 # `return_tensors="pt"` returns torch tensors with a batch dimension, shape `(batch, length)`.
@@ -181,15 +185,16 @@ assert pt_encoding["input_ids"].equal(pt_ids)
 texts = ["Hello world!", "Hi", "Tokenizers turn text into integers."]
 try:
     tokenizer(texts, return_tensors="pt")
+    message = None
 except ValueError as error:
     message = str(error)
     print("ValueError:", message[: message.index(" to have batched")])
-    assert "padding=True" in message
+assert message is not None and "padding=True" in message  # it raised, and it names the fix
 
 # %% [markdown]
 # ...until it is *padded*: `padding=True` fills the shorter rows up to the longest with the pad
 # token, and the attention mask marks the filler with 0 so the model ignores it. The pad token and
-# the side it goes on (`padding_side`) are read from the tokenizer.
+# the side it goes on ([`padding_side`](glossary.md#padding-side)) are read from the tokenizer.
 
 # %%
 batch = tokenizer(texts, padding=True, return_tensors="pt")
@@ -226,21 +231,37 @@ assert tokenizer.encode("Hi", padding="max_length", max_length=4)[1:] == [tokeni
 
 # %% [markdown]
 # ### Truncation and `max_length`
-# `max_length` alone truncates (transformers 5 switches `truncation` on for you when only
-# `max_length` is given). `truncation=True` alone falls back to `tokenizer.model_max_length`,
-# which for this tokenizer is a huge placeholder (the real context limit lives in the model's
-# config, see notebook 02): nothing is cut. And `max_length` with `padding=True` but no truncation
-# is ignored, with a warning.
+# `max_length` alone truncates: when `padding` is off and `truncation` is not given, the tokenizer
+# switches truncation on by itself. That is old behaviour, kept for backward compatibility (the
+# library's source says so): transformers 4 did the same and logged a warning ("Truncation was not
+# explicitly activated but `max_length` is provided..."); transformers 5 does it silently. With
+# padding on it does not: `padding="max_length", max_length=3` leaves a longer text whole.
+#
+# `truncation=True` alone falls back to `tokenizer.model_max_length`, which for this tokenizer is a
+# huge placeholder: nothing is cut. The real context limit is the model's `max_position_embeddings`,
+# in its config ([notebook 02, §1](02_loading.ipynb#1.-A-model-is-a-folder)). And `max_length` with
+# `padding=True` but no truncation is ignored, with a warning.
 
 # %%
+from transformers import AutoConfig
+
 long_text = "one two three four five six seven eight"
-print("max_length=3:         ", tokenizer.encode(long_text, max_length=3))
-print("truncation=True alone:", len(tokenizer.encode(long_text, truncation=True)), "of", len(tokenizer.encode(long_text)))
-print("model_max_length:", tokenizer.model_max_length)
-assert tokenizer.encode(long_text, max_length=3) == tokenizer.encode(long_text)[:3]
-assert tokenizer.encode(long_text, max_length=3) == tokenizer.encode(long_text, max_length=3, truncation=True)
+full = tokenizer.encode(long_text)
+with lt.capture() as got:
+    cut = tokenizer.encode(long_text, max_length=3)
+print("max_length=3:                        ", cut, "| messages:", got)
+print("padding='max_length', max_length=3:  ", len(tokenizer.encode(long_text, padding="max_length", max_length=3)),
+      "of", len(full), "tokens")
+print("truncation=True alone:               ", len(tokenizer.encode(long_text, truncation=True)), "of", len(full), "tokens")
+context = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
+print("model_max_length:", tokenizer.model_max_length, "| the model's max_position_embeddings:", context)
+assert cut == full[:3] and not got.messages  # truncated, silently
+assert cut == tokenizer.encode(long_text, max_length=3, truncation=True)
+assert tokenizer.encode(long_text, padding="max_length", max_length=3) == full  # padding on: no truncation
 if tokenizer.model_max_length > 10**12:
-    assert tokenizer.encode(long_text, truncation=True) == tokenizer.encode(long_text)
+    assert tokenizer.encode(long_text, truncation=True) == full
+if EMBEDDED:
+    assert context is not None and context < tokenizer.model_max_length
 
 with lt.capture() as got:
     ignored = tokenizer([long_text, "Hi"], padding=True, max_length=3)
@@ -368,13 +389,122 @@ def piece_bytes(piece: str) -> bytes:
 assert all(piece_bytes(p) == lt.token_bytes(p) for p in ["Ġworld", "Ċ", "ãģ«"])  # hand-written == library
 
 # %% [markdown]
+# ### The merges, applied by hand
+# The byte table turns text into symbols; the *merges* turn symbols into tokens. Both come from
+# the tokenizer's `tokenizer.json`, which the loaded tokenizer gives back as a string
+# (`tokenizer.backend_tokenizer.to_str()`). Its `model` entry is the BPE model: the vocabulary, and
+# the merges in the order training learnt them. That order is the merge's *rank*: rank 0 was the
+# most frequent pair in the training text, and a lower rank always wins.
+
+# %%
+import json
+
+spec = json.loads(tokenizer.backend_tokenizer.to_str())
+merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["model"].get("merges", [])]
+rank = {pair: r for r, pair in enumerate(merges)}
+vocab = tokenizer.get_vocab()
+print(spec["model"]["type"], "model:", len(spec["model"]["vocab"]), "entries,", len(merges), "merges; ranks 0-4:", merges[:5])
+print("normalizer:", spec["normalizer"], "| pre-tokenizer:", spec["pre_tokenizer"])
+if (model_dir / "tokenizer.json").exists():  # the same merges as the file in the model's folder
+    on_disk = json.loads((model_dir / "tokenizer.json").read_text())["model"].get("merges", [])
+    assert [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in on_disk] == merges
+
+# GPT-2's pipeline: no normalizer, the byte-level pre-tokenizer with its regex, plain BPE
+pre = spec["pre_tokenizer"] or {}
+gpt2_pipeline = (spec["normalizer"] is None and pre.get("type") == "ByteLevel" and pre.get("use_regex")
+                 and not pre.get("add_prefix_space") and spec["model"]["type"] == "BPE"
+                 and spec["model"].get("dropout") is None and not spec["model"].get("ignore_merges"))
+print("GPT-2's byte-level BPE pipeline:", gpt2_pipeline)
+if EMBEDDED:
+    assert gpt2_pipeline and len(merges) == len(set(merges))
+
+# %% [markdown]
+# Before any merge, the *pre-tokenizer* cuts the text into words, and no merge ever crosses a word
+# boundary. Here that is GPT-2's regular expression (`ByteLevel` with `use_regex`): contractions
+# (`'s`, `'t`, ...), then a run of letters, a run of digits, or a run of other symbols, each with
+# at most one space in front; runs of whitespace keep their last space for the next word. Written
+# out below with the `regex` module (it knows `\p{L}`, letters, and `\p{N}`, numbers), and checked
+# against the tokenizer's own pre-tokenizer (`backend_tokenizer.pre_tokenizer`):
+
+# %%
+import regex
+
+GPT2_WORDS = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+sentence = "Tokenizers aren't magic:  they merge 49 pairs in Zürich!"
+words = GPT2_WORDS.findall(sentence)
+library_words = [word for word, _ in tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(sentence)]
+print("by hand:", words)
+print("library:", library_words)
+if gpt2_pipeline:  # the library's words are already in byte-level characters
+    assert ["".join(byte_to_char[b] for b in word.encode("utf-8")) for word in words] == library_words
+
+# %% [markdown]
+# Then each word, as byte-level characters, is merged: find the adjacent pair with the lowest rank,
+# join it into one symbol, and repeat until no adjacent pair has a merge. (When the same pair
+# occurs twice, the leftmost goes first.) In plain Python:
+
+# %%
+def bpe_word(word: str, steps: list | None = None) -> list[str]:
+    """Byte-level BPE of one pre-tokenized word; appends (pair, rank, symbols after) to `steps`."""
+    symbols = [byte_to_char[b] for b in word.encode("utf-8")]
+    while len(symbols) > 1:
+        best, i = min((rank.get(pair, len(rank)), i) for i, pair in enumerate(zip(symbols, symbols[1:])))
+        if best == len(rank):
+            break  # no adjacent pair has a merge: done
+        pair = (symbols[i], symbols[i + 1])
+        symbols[i: i + 2] = ["".join(pair)]
+        if steps is not None:
+            steps.append((pair, best, list(symbols)))
+    return symbols
+
+
+steps = []
+bpe_word(" tokenization", steps)
+print(f"{'step':>4}  {'merged pair':14} {'rank':>5}  tokens")
+for n, ((left, right), best, symbols) in enumerate(steps, start=1):
+    print(f"{n:>4}  {left + ' + ' + right:14} {best:>5}  {symbols}")
+assert [best for _, best, _ in steps] == sorted(best for _, best, _ in steps)  # ranks only rise: a pair made
+# by a merge was learnt after that merge, and a lower-ranked pair already there would have gone first
+
+# %% [markdown]
+# The leading space is part of the word (`Ġ`), so ` tokenization` and `tokenization` are different
+# words to BPE. Now compare with the library, tokens and ids, on a few words (with and without a
+# leading space, and one with a non-ASCII letter: `ü` is two bytes, `Ã¼` as byte-level characters)
+# and on the whole sentence:
+
+# %%
+for word in ["tokenization", " tokenization", " Zürich", " antidisestablishmentarianism"]:
+    by_hand = bpe_word(word)
+    by_hand_ids = [vocab[token] for token in by_hand]
+    print(f"{word!r:32} {by_hand} {by_hand_ids}")
+    if gpt2_pipeline:
+        assert by_hand == tokenizer.tokenize(word)
+        assert by_hand_ids == tokenizer.encode(word, add_special_tokens=False)
+sentence_by_hand = [token for word in words for token in bpe_word(word)]
+print(len(sentence_by_hand), "tokens for the sentence:", sentence_by_hand)
+if gpt2_pipeline:
+    assert sentence_by_hand == tokenizer.tokenize(sentence)
+    assert [vocab[t] for t in sentence_by_hand] == tokenizer.encode(sentence, add_special_tokens=False)
+digit_merges = [pair for pair in merges if set("".join(pair)) & set("0123456789")]
+print("merges that involve an ASCII digit:", len(digit_merges))
+if EMBEDDED:
+    assert digit_merges == [] and bpe_word(" 49") == ["Ġ", "4", "9"]
+
+# %% [markdown]
+# ` 49` stays three tokens: this vocabulary has no merge that involves a digit, so every number
+# is spelled digit by digit (and the space before it is a token of its own).
+#
+# That is the whole of byte-level BPE encoding: a regex, a byte table and a ranked list of pairs.
+# (Special tokens are cut out of the text before all this, section 4; other tokenizers add a
+# normalizer, another regex, or Llama 3's `ignore_merges`, which takes a word whole when the
+# vocabulary has it.)
+#
 # A byte-level vocabulary *should* hold all 256 single bytes as tokens, so that any text can be
 # spelled. Check this one:
 
 # %%
 import unicodedata
 
-vocab = tokenizer.get_vocab()
 missing = [b for b, char in byte_to_char.items() if char not in vocab]
 print(f"{256 - len(missing)} of 256 bytes are tokens; missing: {' '.join(f'{b:02x}' for b in missing)}")
 
@@ -455,10 +585,14 @@ for i, char in enumerate(hello_ja):
 # The seed article (about Llama 3's tokenizer) says 「こんにちは」 becomes `['こんに', 'ち', 'わ']`.
 # It hedges "strictly it is byte-based", and it is right to: whatever Llama 3 does, a byte-level
 # tokenizer's pieces need not be whole characters, as just seen. Its example is also off in the
-# text itself: the last character is は, not わ (は is *pronounced* "wa" in this greeting).
+# text itself: its pieces do not spell the greeting, they end in わ where the text has は (は is
+# *pronounced* "wa" in this greeting).
 
 # %%
-assert "わ" not in hello_ja and hello_ja.endswith("は")
+seed_pieces = ["こんに", "ち", "わ"]
+differences = [(seed, text_) for seed, text_ in zip("".join(seed_pieces), tokenizer.decode(hello_ids)) if seed != text_]
+print("seed's pieces vs the decoded text, where they differ:", differences)
+assert differences == [("わ", "は")]
 
 # %% [markdown]
 # The longer request from the seed prompt, against the same meaning in English:
@@ -469,8 +603,8 @@ request_en = "Please tell me about Mount Fuji"
 view_ja, view_en = lt.show_tokens(tokenizer, request_ja), lt.show_tokens(tokenizer, request_en)
 print(repr(view_en))
 print(repr(view_ja))
-print(f"Japanese costs {lt.fmt(len(view_ja) / len(view_en), decimals=1, kind='exact')}x the tokens of English "
-      "for the same request")
+request_ratio = len(view_ja) / len(view_en)
+print(f"Japanese costs {lt.fmt(request_ratio, decimals=1, kind='exact')}x the tokens of English for the same request")
 if EMBEDDED:
     assert len(view_ja) > 3 * len(view_en)
 view_ja
@@ -498,7 +632,7 @@ japanese_entries = [t for t in map(piece_text, vocab) if t and japanese.search(t
 print(f"{len(japanese_entries)} of {len(vocab)} vocabulary entries contain a Japanese character "
       f"({lt.fmt(len(japanese_entries) / len(vocab), decimals=2, kind='exact', percent=True)})")
 if EMBEDDED:
-    assert len(japanese_entries) < 0.01 * len(vocab)
+    assert len(japanese_entries) == 89 and len(vocab) == 49152  # the numbers section 6 quotes
 
 # %% [markdown]
 # ## 6. Token cost per language, measured
@@ -554,7 +688,6 @@ if EMBEDDED:
     assert counts["Japanese"]["tokens_per_char"] > 1 > 0.5 > counts["English"]["tokens_per_char"]
     assert counts["Python code"]["tokens_per_char"] < 0.5  # code costs about what English costs per character
     assert counts["Japanese"]["bytes_per_token"] < 2 < 3 < counts["English"]["bytes_per_token"]
-    assert 2.5 < ja_en < 3.5  # "about three times", used below and in the recap
     assert round(counts["Japanese"]["tokens_per_char"], 1) == 1.7 and round(counts["English"]["tokens_per_char"], 2) == 0.25
 
 # %%
@@ -577,8 +710,24 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The same request costs this model about three times as many tokens in Japanese: three times the
-# context window, and three times the generation steps (and time) for an answer of the same length.
+# Two ratios, then: the one short request of section 5, and the five parallel sentences. Which one
+# is "the" cost of Japanese?
+
+# %%
+print(f"Japanese / English tokens: {lt.fmt(request_ratio, decimals=1, kind='exact')}x for the one request of "
+      f"section 5 ({len(view_ja)} vs {len(view_en)} tokens), {lt.fmt(ja_en, decimals=2, kind='exact')}x for the five "
+      f"sentences ({counts['Japanese']['tokens']} vs {counts['English']['tokens']})")
+if EMBEDDED:  # the numbers the text below and the recap quote
+    assert lt.fmt(request_ratio, decimals=1, kind="exact") == "3.7" and lt.fmt(ja_en, decimals=2, kind="exact") == "2.86"
+    assert [lt.fmt(r, decimals=2, kind="exact") for r in (min(ratios), max(ratios))] == ["2.18", "5.00"]
+    assert min(ratios) < ja_en < request_ratio < max(ratios)
+
+# %% [markdown]
+# The five sentences are the better measure: **2.86x**. One short text swings with a token or two:
+# the single request cost 3.7x, and the five sentences one by one range from 2.18x to 5.00x.
+# A model writes one token per generation step ([notebook 04](04_generation_loop.ipynb)), so the
+# same answer in Japanese takes this model about 2.86x the generation steps of the English one,
+# and fills about 2.86x as much of its context window.
 # The cost comes from the vocabulary (89 Japanese entries out of 49152), not from the language:
 # every merge a vocabulary has for Japanese spells the same text with fewer tokens, so compare
 # tokenizers with `lt.count_tokens` before choosing a model for Japanese.
@@ -750,6 +899,80 @@ if EMBEDDED:
 # confirmed; whether a marker is special is written in each tokenizer's `added_tokens_decoder`, so
 # look it up rather than guess.
 #
+# ### The seed's `<s>`, on a tokenizer of the family it was written for
+# The seed wrote its prompt for ELYZA-japanese-Llama-2-7b, a Llama 2 model, and for that family its
+# two choices fit together. Llama 2's tokenizer has `<unk>`, `<s>`, `</s>` as ids 0, 1, 2; `<s>` is
+# its BOS token, and its post-processor puts `<s>` in front of every text it encodes (no `</s>` at
+# the end: the seed's "bos and eos" is half right there). Its chat template writes the `<s>` itself.
+# So a prompt that already starts with `<s>` must be encoded with `add_special_tokens=False`, as
+# the seed does.
+#
+# Llama 2's tokenizer cannot be downloaded here, so build one of the same kind with the
+# `tokenizers` library: the same three special tokens and ids, `▁` for a space (`Metaspace`), the
+# same post-processor (`TemplateProcessing`: `<s> $A`) and Llama 2's chat template (its role checks
+# left out). Its vocabulary is just the characters of the texts below, with no merges: the merges
+# are not what this is about.
+
+# %%
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set system = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' %}{% set messages = messages[1:] %}"
+    "{% else %}{% set system = '' %}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + ((system if loop.first else '') + message['content']).strip() + ' [/INST]' }}"
+    "{% else %}{{ ' ' + message['content'].strip() + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+llama_specials = ["<unk>", "<s>", "</s>"]
+characters = sorted(set(llama2_prompt.replace(" ", "▁") + "Mount▁Fuji"))
+backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(llama_specials + characters)}, merges=[],
+                               unk_token="<unk>"))
+backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+llama_style = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                      chat_template=LLAMA2_CHAT_TEMPLATE)
+print(f"{len(llama_style)} tokens; bos {llama_style.bos_token!r} ({llama_style.bos_token_id}), "
+      f"eos {llama_style.eos_token!r} ({llama_style.eos_token_id})")
+
+plain_ids = llama_style.encode("Mount Fuji")
+print("add_special_tokens=True: ", llama_style.convert_ids_to_tokens(plain_ids))
+assert plain_ids == [llama_style.bos_token_id, *llama_style.encode("Mount Fuji", add_special_tokens=False)]
+assert llama_style.eos_token_id not in plain_ids  # a BOS, and no EOS
+assert llama_style.decode(plain_ids, skip_special_tokens=True) == "Mount Fuji"
+
+# %% [markdown]
+# Its chat template writes exactly the seed's prompt, `<s>` included. Encode that prompt three ways:
+# as the seed does, with the default `add_special_tokens=True`, and through the template:
+
+# %%
+seed_conversation = [{"role": "system", "content": system_ja}, {"role": "user", "content": user_ja}]
+assert llama_style.apply_chat_template(seed_conversation, tokenize=False) == llama2_prompt
+encodings = {
+    "the seed's add_special_tokens=False": llama_style.encode(llama2_prompt, add_special_tokens=False),
+    "the default add_special_tokens=True": llama_style.encode(llama2_prompt),
+    "apply_chat_template(tokenize=True)": llama_style.apply_chat_template(seed_conversation, return_dict=False),
+}
+for name, ids_ in encodings.items():
+    print(f"{name:36} {llama_style.convert_ids_to_tokens(ids_[:4])} ... {ids_.count(llama_style.bos_token_id)} BOS")
+seed_way, default_way, template_way = encodings.values()
+assert seed_way == template_way and seed_way.count(llama_style.bos_token_id) == 1
+assert default_way == [llama_style.bos_token_id, *seed_way]  # the BOS twice
+assert llama_style.unk_token_id not in seed_way
+
+# %% [markdown]
+# With a Llama 2 tokenizer, the seed's `<s>` plus `add_special_tokens=False` gives one BOS, the one
+# the model was trained with; the default adds a second. With this notebook's tokenizer, `<s>` is
+# several ordinary tokens and nothing is added (section 2), so the same code that is right for Llama 2
+# writes text the model was never trained on. Read the tokenizer, or let `apply_chat_template`
+# tokenize (it adds no special tokens of its own), and the question does not arise. What a doubled
+# BOS does to a model's answer is [notebook 06, §10](06_pitfalls.ipynb#doubled-bos).
+#
+# ### Typed special tokens
 # Matching special tokens in text has a side effect: a user who *types* `<|im_end|>` produces
 # the real special token, and can fake the end of their turn. For text you do not control, pass
 # `split_special_tokens=True`, which spells it out as ordinary text:
@@ -829,26 +1052,32 @@ if EMBEDDED:
 # - `encode` returns a list of ids; `tokenizer(...)` returns `input_ids` and `attention_mask`.
 #   `add_special_tokens=True` adds what the tokenizer's post-processor says (here: nothing).
 #   Batches need `padding=True`; the mask marks real tokens; left padding for generation.
-#   `max_length` alone truncates; `truncation=True` alone uses `model_max_length`.
+#   `max_length` alone truncates (silently; only with padding off); `truncation=True` alone uses
+#   `model_max_length`, here a placeholder far above the model's `max_position_embeddings`.
 # - `decode` / `batch_decode` keep special tokens unless `skip_special_tokens=True`.
 # - Special tokens (bos, eos, pad, unk and the chat markers) are read from the tokenizer; here pad
 #   is eos, and no bos is added.
 # - Byte-level BPE spells text from byte tokens plus merges (this vocabulary lacks 21 bytes and
-#   silently drops 6 control characters). An English-centric vocabulary has few Japanese merges,
-#   so Japanese costs about 3x the tokens of the same English content (1.7 tokens per character
-#   vs 0.25), and a token may hold part of a character.
+#   silently drops 6 control characters). `tokenizer.json` holds the merges in rank order; a
+#   regex, the byte table and "merge the lowest-ranked pair until none is left" give exactly the
+#   library's tokens. An English-centric vocabulary has few Japanese merges,
+#   so Japanese costs 2.86x the tokens of the same English content over five parallel sentences
+#   (3.7x for one short request; 1.7 tokens per character vs 0.25), and a token may hold part of a
+#   character.
 # - `decode(encode(x)) == x` holds for ordinary text (Japanese and emoji included), but not after
 #   `skip_special_tokens=True`, nor for a byte the vocabulary lacks.
 # - `apply_chat_template(..., add_generation_prompt=True)` writes the model's own format, here
 #   with a default system prompt; `[INST]` is plain text to this model, `<|im_start|>` one special
 #   token. The wrong format makes the model loop.
+# - A Llama 2 tokenizer adds a BOS `<s>` (and no EOS) and its template writes one too: the seed's
+#   `<s>` prompt needs `add_special_tokens=False` there, or the BOS doubles. This one adds none.
 
 # %% [markdown]
 # ## Exercises
 # **1.** Which of the 46 basic hiragana (あ to ん) is a single token in this vocabulary? What is the
 # most tokens one hiragana can cost, and why can it never be more with a byte-level vocabulary?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 hiragana = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん"
 assert len(hiragana) == 46
 cost = {h: len(tokenizer.encode(h, add_special_tokens=False)) for h in hiragana}
@@ -867,7 +1096,7 @@ if EMBEDDED:
 # **2.** Truncate 「富士山について教えてください」 to `max_length=n` tokens for n = 1...10 and decode
 # each. Some results end in `'�'`: why? Which n give clean text?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 clean = []
 for n in range(1, 11):
     cut = tokenizer(request_ja, max_length=n, truncation=True)["input_ids"]
@@ -901,7 +1130,7 @@ assert len(clean) < 10
 # a system message "You answer in one sentence.", the user's "What is the capital of France?", the
 # assistant's "Paris.", then the user's "And of Japan?".
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 conversation = [
     {"role": "system", "content": "You answer in one sentence."},
     {"role": "user", "content": "What is the capital of France?"},
