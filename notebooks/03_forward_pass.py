@@ -39,6 +39,7 @@ import torch
 tokenizer = lt.load_tokenizer()
 model = lt.load_model()
 config = model.config
+EMBEDDED = lt.model_name() == "embedded"  # the stored outputs and model-specific asserts are for it
 print(type(model).__name__, "| dtype", model.dtype, "| device", model.device)
 print("vocabulary:", config.vocab_size, "| layers:", config.num_hidden_layers,
       "| hidden size:", config.hidden_size, "| context:", lt.context_length(model), "tokens")
@@ -46,10 +47,10 @@ print("vocabulary:", config.vocab_size, "| layers:", config.num_hidden_layers,
 # %% [markdown]
 # ## 1. The output of one forward pass: logits
 #
-# The model takes token ids (and an attention mask) and returns **logits**: one unnormalized
-# score per vocabulary entry, at every position of the input. (It also returns
-# `past_key_values`, the attention keys and values it computed, so that a next step need not
-# recompute them: the KV cache of notebook 04.)
+# The model takes [token](glossary.md#token) ids (and an attention mask) and returns
+# **[logits](glossary.md#logit)**: one unnormalized score per vocabulary entry, at every position
+# of the input. (It also returns `past_key_values`, the attention keys and values it computed, so
+# that a next step need not recompute them: the [KV cache](glossary.md#kv-cache) of notebook 04.)
 
 # %%
 prompt = "The capital of France is"
@@ -170,12 +171,21 @@ assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(table.probs, top.val
 assert table.ids == lt.next_token_table(tokenizer, logits[0, -1], k=10).ids
 table
 
+# %% [markdown]
+# As a chart, on a logarithmic axis: the ten probabilities usually span orders of magnitude (see
+# the table), and on a linear axis the small ones would be slivers. Each bar carries its value.
+
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.bar([repr(c.text) for c in table], table.probs, color="#4c72b0")
-ax.set_ylabel("probability")
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.barh(range(len(table)), table.probs, color="#4c72b0")
+ax.set_yticks(range(len(table)), [repr(c.text) for c in table], fontfamily="monospace")
+ax.invert_yaxis()  # the most likely on top
+ax.set_xscale("log")
+ax.set_xlim(min(table.probs) / 3, 3)  # every bar starts left of its own end; room for the labels
+for row, c in enumerate(table):
+    ax.text(c.prob * 1.1, row, lt.fmt(c.prob, 2, kind="prob"), va="center", fontsize=8)
+ax.set_xlabel("probability (log scale)")
 ax.set_title(f"next token after {prompt!r} ({lt.describe_model()})")
-ax.tick_params(axis="x", rotation=45)
 fig.tight_layout()
 plt.show()
 
@@ -195,7 +205,9 @@ plt.show()
 jp_prompt = ("たとえば織田信長が美少女だというゲーム・アニメを中心にトレーニングしたら"
              "織田信長が美少女だと思ってしまう。織田信長は美少女")
 jp_ids = tokenizer(jp_prompt)["input_ids"]
-print(f"{len(jp_prompt)} characters, {len(jp_prompt.encode())} UTF-8 bytes, {len(jp_ids)} tokens")
+tokens_per_char = len(jp_ids) / len(jp_prompt)
+print(f"{len(jp_prompt)} characters, {len(jp_prompt.encode())} UTF-8 bytes, {len(jp_ids)} tokens: "
+      f"{lt.fmt(tokens_per_char, 2, kind='exact')} tokens per character")
 print("the last 6 tokens:", tokenizer.convert_ids_to_tokens(jp_ids[-6:]))
 print("their bytes:      ", [lt.token_bytes(p) for p in tokenizer.convert_ids_to_tokens(jp_ids[-6:])])
 with torch.inference_mode():
@@ -223,7 +235,7 @@ print(f"byte fragments in the top 10: {len(fragments)}, holding p = "
 # fragment and multiply, $P(\text{だ}) = P(\texttt{\\xe3\\x81}) \cdot P(\texttt{\\xa0} \mid
 # \texttt{\\xe3\\x81})$. The fragment continuations (one row per fragment) run as one batch, and
 # only their one new token runs: each row reads a copy of the prompt's keys and values, instead of
-# running the 118 prompt tokens again (this reuse is the KV cache of notebook 04). The result is
+# running the whole prompt again (this reuse is the KV cache of notebook 04). The result is
 # the same as running each whole row, to float rounding (asserted below). (This cell finds nothing
 # to expand when the vocabulary has whole characters.)
 
@@ -285,14 +297,17 @@ for w, seed_p in seed_table.items():  # in percent
 whole = lt.token_logprobs(model, torch.tensor([jp_ids + word_ids["だ"]]))[0, len(jp_ids) - 1:].sum().exp().item()
 assert abs(ours["だ"] - whole) < 1e-4  # the reused keys and values change nothing
 assert "だ" in completed and abs(completed["だ"] - whole) < 1e-4  # two roads, one number
-assert ours["だった"] < ours["だ"] / 100
+if EMBEDDED:  # what the next paragraph says about the embedded model
+    assert abs(ours["だ"] - seed_table["だ"]) < 0.01  # close to the seed's number
+    assert ours["だった"] < ours["だ"] / 100  # but だった gets almost nothing
+    assert 1.5 < tokens_per_char < 2  # almost two tokens per character
 
 # %% [markdown]
-# Honest reading: the embedded model's 「だ」 comes out close to the seed's number (26 % against
-# 26.17 %), but that is luck, not agreement: the seed's model ranks だった second, and this one
-# gives it almost nothing (after 「だ」 it rarely goes on with 「った」). With a vocabulary this poor
-# in Japanese it spends 2-3 tokens per character (the 61-character prompt is 118 tokens), and its
-# ranking is a different one.
+# Honest reading: the embedded model's 「だ」 comes out close to the seed's number (within one
+# percentage point), but that is luck, not agreement: the seed's model ranks だった second, and
+# this one gives it almost nothing (after 「だ」 it rarely goes on with 「った」). With a vocabulary
+# this poor in Japanese it spends almost two tokens per character (the ratio printed above), and
+# its ranking is a different one.
 #
 # To run this notebook with a Japanese-capable model, download one while online
 # (`hf download Qwen/Qwen2.5-0.5B-Instruct`), then start Jupyter with
@@ -305,9 +320,10 @@ assert ours["だった"] < ours["だ"] / 100
 #
 # With teacher forcing, one forward pass scores every token of a text: take log-softmax at
 # position `t` and pick the entry of the token actually at `t + 1`. The sum is the text's
-# log-probability (natural log); `exp(-mean)` is its **perplexity**: "as unsure as a uniform
-# choice among that many tokens". The first token is not scored: nothing comes before it (this
-# tokenizer adds no BOS token).
+# [log-probability](glossary.md#log-prob) (natural log); `exp(-mean)` is its
+# **[perplexity](glossary.md#perplexity)**: "as unsure as a uniform choice among that many
+# tokens". The first token is not scored: nothing comes before it (this tokenizer adds no BOS
+# [token](glossary.md#special-token)).
 
 # %%
 text = "The cat sat on the mat because it was tired."
@@ -404,7 +420,8 @@ fact_view
 #
 # 1. **embeddings**: each id becomes a vector (`model.get_input_embeddings()`);
 # 2. **decoder layers**: each adds attention (mixing information across positions, only from the
-#    past) and an MLP (per position) to that vector, the "residual stream";
+#    past) and an MLP (per position) to that vector, the
+#    "[residual stream](glossary.md#residual-stream)";
 # 3. a **final norm**;
 # 4. the **LM head**, a linear map from the hidden size to the vocabulary: the logits.
 #
@@ -467,10 +484,12 @@ lt.check_gap(min(row[-1] for row in lens.gaps), "the top token of every layer at
 first_right = next(n for n, row in enumerate(lens.texts) if row[-1] == table[0].text)
 print(f"the final answer {table[0].text!r} is first on top after layer {first_right} of "
       f"{config.num_hidden_layers}")
+assert not EMBEDDED or first_right == config.num_hidden_layers  # the text below: only at the last layer
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 8))
 lens.plot(ax=ax, title=f"logit lens for {prompt!r}: top token (color: its probability)")
+fig.colorbar(ax.images[0], ax=ax, label="probability of the top token", shrink=0.6)
 fig.tight_layout()
 plt.show()
 
@@ -489,7 +508,8 @@ print(f"LM head tied to the embeddings: {tied}; the embedding row predicts the i
       f"at {same} of {seq_len} positions")
 assert tied == bool(config.tie_word_embeddings)
 assert not tied or same > seq_len / 2
-#
+
+# %% [markdown]
 # ### Attention weights
 #
 # Each layer's attention computes, for every position, weights over the positions it may look at
@@ -506,14 +526,15 @@ assert not sdpa_out.attentions and got.contains("output_attentions=True")
 
 # %% [markdown]
 # Load the model once more with the plain ("eager") attention, which computes the weight matrix
-# explicitly. Same weights, same logits (to float rounding):
+# explicitly. Same weights, same logits (to float rounding). The same pass also keeps the hidden
+# states, for the layer written by hand below.
 
 # %%
 eager_model = lt.load_model(attn_implementation="eager")
 attention_text = "The cat sat on the mat because the cat was tired."
 enc = tokenizer(attention_text, return_tensors="pt").to(model.device)
 with torch.inference_mode():
-    eager_out = eager_model(**enc, output_attentions=True)
+    eager_out = eager_model(**enc, output_attentions=True, output_hidden_states=True)
     sdpa_logits = model(**enc).logits
 attentions = torch.stack(eager_out.attentions)[:, 0]  # [layer, head, query, key]
 print("attentions:", len(eager_out.attentions), "layers of", tuple(eager_out.attentions[0].shape),
@@ -536,13 +557,15 @@ layer, head = divmod(int(previous.argmax()), previous.shape[1])
 lt.check_gap(float(lt.top2_gap(previous.flatten())), "the previous-token head")  # no runner-up close by
 print(f"previous-token head: layer {layer + 1}, head {head}, "
       f"mean weight on the previous token {lt.fmt(previous[layer, head], 2, kind='prob')}")
-print(f"mean weight on the first token over all layers, heads and positions: "
-      f"{lt.fmt(attentions[..., 1:, 0].mean(), 2, kind='prob')}")
+sink = attentions[..., 1:, 0].mean()
+print(f"mean weight on the first token over all layers, heads and positions: {lt.fmt(sink, 2, kind='prob')}")
+assert not EMBEDDED or sink > 0.5  # the text above: more than half
 
 # %%
 pieces = [tokenizer.decode(i) for i in enc["input_ids"][0]]
-fig, ax = plt.subplots(figsize=(6.5, 5.5))
-ax.imshow(attentions[layer, head].numpy(), cmap="viridis", vmin=0, vmax=1)
+fig, ax = plt.subplots(figsize=(7, 5.5))
+image = ax.imshow(attentions[layer, head].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+fig.colorbar(image, ax=ax, label="attention weight")
 ax.set_xticks(range(n), pieces, rotation=90)
 ax.set_yticks(range(n), pieces)
 ax.set_xlabel("key (attended to)")
@@ -552,12 +575,296 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# <a id="layer-by-hand"></a>
+# ### One decoder layer by hand
+#
+# Every decoder layer does two things to the residual stream: it adds attention, then an MLP,
+# each computed from a normalized copy of the stream. Here is layer 0 of the eager pass above in
+# plain tensor operations, from `hidden_states[0]` (the embeddings) to `hidden_states[1]`,
+# following transformers' Llama code (`modeling_llama.py`) step by step and checking the steps
+# against the library. It covers **Llama-style layers only** (Llama, Mistral, Qwen2: RMSNorm,
+# RoPE with its default frequencies, grouped-query attention, a SiLU-gated MLP); for any other
+# architecture the cells below say so and skip. Every size comes from `model.config`.
+
+# %%
+rope = dict(getattr(config, "rope_parameters", None) or {})  # transformers 5; before: config.rope_theta
+rope_type = rope.get("rope_type", "default")
+rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", None))
+head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+n_heads, n_kv_heads = config.num_attention_heads, config.num_key_value_heads
+llama_style = (config.model_type in ("llama", "mistral", "qwen2") and config.hidden_act == "silu"
+               and rope_type == "default" and rope_theta is not None)
+print(f"{config.model_type}: {type(layers[0]).__name__}, RoPE {rope_type!r}, activation {config.hidden_act!r}")
+print(f"hidden size {config.hidden_size}, {n_heads} query heads and {n_kv_heads} key/value heads of "
+      f"head_dim {head_dim}, MLP width {config.intermediate_size}")
+if llama_style:
+    print(f"RMSNorm eps {lt.fmt(config.rms_norm_eps, 1, kind='exact')}, RoPE theta {lt.fmt(rope_theta, kind='exact')}")
+else:
+    print("The hand-written layer below covers Llama-style layers only (llama, mistral, qwen2 with "
+          "default RoPE and SiLU): skipped for this model.")
+
+# %% [markdown]
+# The block, drawn with this model's sizes (`T` is the number of tokens; the batch axis is left
+# out). The residual stream runs down the left; each branch reads a normalized copy of it and
+# adds its result back.
+
+# %%
+from matplotlib.patches import FancyBboxPatch
+
+
+def box(ax, x, y, text, width=3.0, color="#dce8f5"):
+    """A rounded box of height 0.64 centred on (x, y), with its text."""
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.32), width, 0.64, fc=color, ec="#333333",
+                                boxstyle="round,pad=0.02,rounding_size=0.1"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+
+
+def arrow(ax, start, end):
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.2))
+
+
+if llama_style:
+    hidden, inner, n_rep = config.hidden_size, config.intermediate_size, n_heads // n_kv_heads
+    fig, ax = plt.subplots(figsize=(9, 9.5))
+    ax.set(xlim=(0, 12), ylim=(-0.2, 14.2))
+    ax.axis("off")
+    stream_color = "#b07020"
+    box(ax, 1.4, 13.6, f"hidden_states[0]\n[T, {hidden}]", width=2.6, color="#f5e3c8")
+    box(ax, 1.4, 0.2, f"hidden_states[1]\n[T, {hidden}]", width=2.6, color="#f5e3c8")
+    ax.plot([1.4, 1.4], [13.28, 0.8], color=stream_color, lw=2.5, zorder=1)
+    arrow(ax, (1.4, 1.4), (1.4, 0.52))
+    ax.text(0.75, 10.0, "residual stream", rotation=90, ha="center", va="center", color=stream_color)
+    for y in (6.8, 1.8):  # where a branch adds its result
+        ax.plot(1.4, y, "o", ms=20, mfc="white", mec="#333333", zorder=3)
+        ax.text(1.4, y, "+", ha="center", va="center", fontsize=14, zorder=4)
+    # attention
+    ax.plot([1.4, 4.2], [12.6, 12.6], color="#333333", lw=1.2)
+    box(ax, 6.5, 12.6, f"input_layernorm: RMSNorm, eps {lt.fmt(config.rms_norm_eps, 1, kind='exact')}", width=4.6)
+    for x, name, heads in [(4.3, "q_proj", n_heads), (6.5, "k_proj", n_kv_heads), (8.7, "v_proj", n_kv_heads)]:
+        arrow(ax, (x, 12.28), (x, 11.72))
+        box(ax, x, 11.4, f"{name}: {hidden} → {heads * head_dim}\n{heads} heads × {head_dim}", width=2.0)
+    for x in (4.3, 6.5):
+        arrow(ax, (x, 11.08), (x, 10.52))
+    box(ax, 5.4, 10.2, f"RoPE on q and k, θ = {lt.fmt(rope_theta, kind='exact')}\n"
+        f"pair i turns by position × θ^(-2i/{head_dim})", width=4.2)
+    arrow(ax, (5.4, 9.88), (5.4, 9.32))
+    arrow(ax, (8.7, 11.08), (8.7, 9.32))
+    box(ax, 6.5, 9.0, f"GQA: repeat k and v ×{n_rep}, {n_kv_heads} → {n_heads} heads", width=5.4)
+    arrow(ax, (6.5, 8.68), (6.5, 8.22))
+    box(ax, 6.5, 7.9, f"softmax(q·kᵀ / √{head_dim} + causal mask) · v\nweights [{n_heads}, T, T]", width=5.4)
+    arrow(ax, (6.5, 7.58), (6.5, 7.12))
+    box(ax, 6.5, 6.8, f"o_proj: {n_heads * head_dim} → {hidden}")
+    arrow(ax, (5.0, 6.8), (1.75, 6.8))
+    # MLP
+    ax.plot([1.4, 4.6], [5.7, 5.7], color="#333333", lw=1.2)
+    box(ax, 6.5, 5.7, "post_attention_layernorm: RMSNorm", width=3.8)
+    for x, name in [(5.0, "gate_proj"), (8.0, "up_proj")]:
+        arrow(ax, (x, 5.38), (x, 4.92))
+        box(ax, x, 4.6, f"{name}: {hidden} → {inner}", width=2.6)
+    arrow(ax, (5.0, 4.28), (5.8, 3.62))
+    arrow(ax, (8.0, 4.28), (7.2, 3.62))
+    box(ax, 6.5, 3.3, f"{config.hidden_act}(gate) × up\n[T, {inner}]", color="#e3f0dc")
+    arrow(ax, (6.5, 2.98), (6.5, 2.12))
+    box(ax, 6.5, 1.8, f"down_proj: {inner} → {hidden}")
+    arrow(ax, (5.0, 1.8), (1.75, 1.8))
+    ax.set_title(f"one decoder layer of {lt.describe_model()} (layer 0 of {config.num_hidden_layers})")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# **1. RMSNorm.** Each position's vector is divided by its root mean square (plus `rms_norm_eps`,
+# so as never to divide by zero), then multiplied by a learned weight per dimension; unlike
+# LayerNorm, no mean is subtracted. transformers computes it in float32 whatever the model's
+# dtype, and casts back before the weight. Each step is checked against the library with
+# `torch.testing.assert_close` and a tolerance of `rtol = atol = 1e-5` for a float32 model
+# (`2e-2` in half precision): the hand code runs the same operations as the library, and a
+# matrix product summed in another order moves only the last float32 digits. (The difference
+# measured on this CPU is printed at the end of this section.)
+
+# %%
+torch.set_grad_enabled(False)  # inference only: autograd records nothing from here on
+block = next(c for c in eager_model.get_decoder().children() if isinstance(c, torch.nn.ModuleList))[0]
+stream = eager_out.hidden_states[0]  # the embeddings of attention_text: [batch, T, hidden]
+T = stream.shape[1]
+tolerance = dict(rtol=1e-5, atol=1e-5) if stream.dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+
+
+def rms_norm(h, weight):
+    """h / sqrt(mean(h²) + eps), computed in float32, back in h's dtype, times the learned weight."""
+    h32 = h.float()
+    h32 = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + config.rms_norm_eps)
+    return weight * h32.to(h.dtype)
+
+
+if llama_style:
+    normed = rms_norm(stream, block.input_layernorm.weight)
+    torch.testing.assert_close(normed, block.input_layernorm(stream), **tolerance)
+    print("stream", tuple(stream.shape), "-> RMSNorm", tuple(normed.shape), "== block.input_layernorm")
+
+# %% [markdown]
+# **2. Queries, keys and values.** Three linear maps of the normed stream (`h @ W.T`, plus a bias
+# where the model has one, as Qwen2 does), each split into heads of `head_dim` numbers. This model
+# has fewer key/value heads than query heads: [grouped-query attention](glossary.md#gqa) (GQA),
+# which makes keys and values, and so the KV cache, smaller.
+
+# %%
+def linear(h, layer):
+    """What an nn.Linear computes: h @ W.T (+ b)."""
+    return h @ layer.weight.T + (layer.bias if layer.bias is not None else 0)
+
+
+if llama_style:
+    attn = block.self_attn
+    split = (*stream.shape[:-1], -1, head_dim)  # [batch, T, heads, head_dim]
+    q = linear(normed, attn.q_proj).view(split).transpose(1, 2)  # [batch, heads, T, head_dim]
+    k = linear(normed, attn.k_proj).view(split).transpose(1, 2)
+    v = linear(normed, attn.v_proj).view(split).transpose(1, 2)
+    print("q", tuple(q.shape), "k", tuple(k.shape), "v", tuple(v.shape), "= [batch, heads, T, head_dim]")
+    assert q.shape[1] == n_heads and k.shape[1] == v.shape[1] == n_kv_heads
+
+# %% [markdown]
+# **3. RoPE: rotate by position.** [RoPE](glossary.md#rope) encodes where a token sits by rotating
+# its query and key: the `head_dim` numbers form `head_dim / 2` pairs, and pair `i` at position
+# `p` turns by the angle $p \cdot \theta^{-2i/d}$ ($\theta$ = `rope_theta`, $d$ = `head_dim`:
+# pair 0 turns by one radian per position, the last pairs very slowly). The cos and sin of every
+# angle, by hand, checked against the model's own rotary embedding module:
+
+# %%
+if llama_style:
+    positions = torch.arange(T, device=stream.device)  # one text, no padding: 0, 1, ..., T - 1
+    inv_freq = 1.0 / rope_theta ** (torch.arange(0, head_dim, 2, device=stream.device).float() / head_dim)
+    angles = positions[:, None].float() * inv_freq  # [T, head_dim / 2]: position × frequency of pair i
+    cos = torch.cat([angles, angles], dim=-1).cos()  # [T, head_dim]: both members of a pair, same angle
+    sin = torch.cat([angles, angles], dim=-1).sin()
+    library_cos, library_sin = eager_model.get_decoder().rotary_emb(stream, positions[None])
+    torch.testing.assert_close(cos.to(stream.dtype), library_cos[0], **tolerance)
+    torch.testing.assert_close(sin.to(stream.dtype), library_sin[0], **tolerance)
+    print("cos, sin", tuple(cos.shape), "= [T, head_dim] == rotary_emb(stream, position_ids)")
+
+# %% [markdown]
+# transformers pairs dimension `i` with dimension `i + head_dim / 2` (the two halves of the
+# vector, not neighbours as in the RoPE paper): `rotate_half` maps the halves `(a, b)` to
+# `(-b, a)`, so `x · cos + rotate_half(x) · sin` turns every pair `(a, b)` into
+# `(a cos - b sin, b cos + a sin)`, a rotation. A rotation keeps lengths, so each vector's norm is
+# unchanged. The rotated keys, and the values, are what the KV cache keeps for this layer:
+
+# %%
+def rotate_half(h):
+    """Halves (a, b) -> (-b, a): pairs dimension i with i + head_dim / 2."""
+    first, second = h.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+if llama_style:
+    q_rot = q * cos + rotate_half(q) * sin  # cos, sin [T, head_dim] broadcast over batch and heads
+    k_rot = k * cos + rotate_half(k) * sin
+    torch.testing.assert_close(q_rot.norm(dim=-1), q.norm(dim=-1), **tolerance)  # a rotation
+    torch.testing.assert_close(q_rot[:, :, 0], q[:, :, 0], **tolerance)  # position 0: angle 0, unchanged
+    cached = eager_out.past_key_values.layers[0]
+    torch.testing.assert_close(k_rot, cached.keys, **tolerance)
+    torch.testing.assert_close(v, cached.values, **tolerance)
+    print("rotated keys", tuple(k_rot.shape), "== the cache's keys for layer 0; values == its values")
+
+# %% [markdown]
+# **4. Grouped-query attention: the repeat.** Each key/value head serves `n_heads / n_kv_heads`
+# consecutive query heads: query head `h` reads key/value head `h // n_rep`. Repeating each
+# key/value head `n_rep` times gives every query head its own copy (transformers' `repeat_kv`
+# does the same with `expand` and `reshape`):
+
+# %%
+if llama_style:
+    n_rep = n_heads // n_kv_heads
+    k_all = k_rot.repeat_interleave(n_rep, dim=1)  # [batch, n_heads, T, head_dim]
+    v_all = v.repeat_interleave(n_rep, dim=1)
+    assert all(torch.equal(k_all[:, h], k_rot[:, h // n_rep]) and torch.equal(v_all[:, h], v[:, h // n_rep])
+               for h in range(n_heads))
+    print(f"k {tuple(k_rot.shape)} -> {tuple(k_all.shape)}: {n_kv_heads} key/value heads × {n_rep} = "
+          f"{n_heads}; query head h reads key/value head h // {n_rep}")
+
+# %% [markdown]
+# **5. Scores, the causal mask, softmax.** Every query is compared with every key by a dot
+# product, divided by $\sqrt{d}$; the causal mask sets the scores of later positions to $-\infty$,
+# so that softmax gives them weight 0; softmax (in float32, as transformers does) turns each row
+# into weights that sum to 1. These are the weights that `output_attentions=True` returned:
+
+# %%
+if llama_style:
+    scores = q_rot @ k_all.transpose(-1, -2) / math.sqrt(head_dim)  # [batch, heads, query, key]
+    future = torch.ones(T, T, dtype=torch.bool, device=stream.device).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))  # a query sees only itself and the past
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    torch.testing.assert_close(weights, eager_out.attentions[0], **tolerance)
+    print("weights", tuple(weights.shape), "== output_attentions=True, layer 0")
+
+# %% [markdown]
+# The query heads of one group read the same keys and values, and still weigh them differently:
+# each has its own queries. The first group's heads, as computed by hand:
+
+# %%
+if llama_style:
+    shown = min(n_rep, 4)
+    fig, axes = plt.subplots(1, shown, figsize=(3.3 * shown + 1.2, 4.4), squeeze=False, layout="constrained")
+    for h, ax in enumerate(axes[0]):
+        image = ax.imshow(weights[0, h].float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(T), pieces, rotation=90, fontsize=7)
+        ax.set_yticks(range(T), pieces if h == 0 else [], fontsize=7)
+        ax.set_title(f"query head {h}", fontsize=9)
+        ax.set_xlabel("key")
+    axes[0, 0].set_ylabel("query")
+    fig.colorbar(image, ax=axes[0].tolist(), label="attention weight")
+    fig.suptitle(f"layer 0, by hand: query heads 0-{shown - 1}, all reading key/value head 0")
+    plt.show()
+    assert not torch.equal(weights[0, 0], weights[0, n_rep - 1]) or n_rep == 1  # same keys, other weights
+
+# %% [markdown]
+# **6. Mix, project, add.** Each head's output is its weighted sum of value vectors; the heads are
+# put side by side again (`n_heads × head_dim` numbers per position) and `o_proj` maps them to the
+# hidden size. The result is **added** to the stream: a layer writes into the residual stream
+# rather than replacing it.
+
+# %%
+if llama_style:
+    heads_out = weights @ v_all  # [batch, heads, T, head_dim]
+    concat = heads_out.transpose(1, 2).reshape(*stream.shape[:-1], n_heads * head_dim)
+    after_attention = stream + linear(concat, attn.o_proj)  # the first residual connection
+    print("heads", tuple(heads_out.shape), "-> side by side", tuple(concat.shape),
+          "-> o_proj + stream", tuple(after_attention.shape))
+
+# %% [markdown]
+# **7. The MLP (SwiGLU) and its residual.** A second RMSNorm, then two maps to the wider
+# `intermediate_size`: the "gate" goes through SiLU (`hidden_act`, $\mathrm{silu}(x) = x \cdot
+# \sigma(x)$) and multiplies the "up" map element by element (a gated linear unit with SiLU:
+# SwiGLU); `down_proj` maps back to the hidden size, and the result is added to the stream. That is
+# the whole layer: the result must be `hidden_states[1]`.
+
+# %%
+if llama_style:
+    normed_again = rms_norm(after_attention, block.post_attention_layernorm.weight)
+    gate = linear(normed_again, block.mlp.gate_proj)
+    up = linear(normed_again, block.mlp.up_proj)
+    mlp_out = linear(gate * torch.sigmoid(gate) * up, block.mlp.down_proj)  # silu(gate) * up
+    torch.testing.assert_close(mlp_out, block.mlp(normed_again), **tolerance)
+    layer_out = after_attention + mlp_out  # the second residual connection
+    torch.testing.assert_close(layer_out, eager_out.hidden_states[1], **tolerance)
+    print(f"gate, up {tuple(gate.shape)} -> MLP {tuple(mlp_out.shape)}; layer 0 by hand == hidden_states[1] "
+          f"(rtol {tolerance['rtol']}, atol {tolerance['atol']})")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# the differences depend on the CPU's kernels (0 where hand code and library sum in the same order)
+if llama_style:
+    for name, mine, theirs in [("attention weights", weights, eager_out.attentions[0]),
+                               ("hidden_states[1]", layer_out, eager_out.hidden_states[1])]:
+        print(f"{name}: max |hand - library| = {(mine - theirs).abs().max().item():.2e}")
+
+# %% [markdown]
 # ## 7. Batches: padding, the attention mask and position ids
 #
 # Two prompts of different lengths fit in one tensor only after **padding** the short one. For a
-# decoder-only model, pad on the **left**, so that every row's last position is a real token. The
-# **attention mask** marks real tokens with 1 and padding with 0; attention then ignores the pads.
-# **Position ids** say where each token sits in its own text; for the padded row they must count
+# decoder-only model, [pad on the **left**](glossary.md#padding-side), so that every row's last
+# position is a real token. The **attention mask** marks real tokens with 1 and padding with 0;
+# attention then ignores the pads. **[Position ids](glossary.md#position-ids)** say where each
+# token sits in its own text; for the padded row they must count
 # from its first real token. The side is chosen per call with `padding_side="left"` (or once, when
 # loading: `lt.load_tokenizer(padding_side="left")`).
 
@@ -605,7 +912,8 @@ assert batched[1, -1].argmax() == alone[1][-1].argmax()
 assert unmasked[1, -1].argmax() != alone[1][-1].argmax()
 
 # %% [markdown]
-# Position ids matter less here than the mask: this model encodes positions with RoPE, which only
+# Position ids matter less here than the mask: this model encodes positions with RoPE (see [the
+# layer by hand](#layer-by-hand)), which only
 # sees distances between tokens, so the same batch without `position_ids` (every row counting
 # 0, 1, 2, ... from the first pad) gives the same logits to float rounding. Models with learned
 # absolute positions (GPT-2) do need them; `generate()` builds them from the mask for you.
@@ -655,6 +963,11 @@ assert by_hand == from_generate == table.ids[0]
 # - Inside: embeddings → decoder layers → final norm → LM head. The last hidden state is already
 #   normalized. The logit lens shows the answer forming in the last layers. Attention weights need
 #   `attn_implementation="eager"`.
+# - One Llama-style decoder layer, by hand: RMSNorm (in float32) → q/k/v projections → RoPE
+#   (rotate each pair of dimensions by position × frequency) → repeat the key/value heads (GQA) →
+#   scores / √head_dim, causal mask, softmax → weighted values → `o_proj` → add to the residual
+#   stream; then RMSNorm → `silu(gate) × up` → `down_proj` → add. It reproduces
+#   `hidden_states[1]` and the attention weights to float rounding.
 # - In a batch, pad on the left and pass the attention mask: without it, padding changes the
 #   answer.
 # - Greedy decoding is `argmax` of the last position's logits.
@@ -665,7 +978,7 @@ assert by_hand == from_generate == table.ids[0]
 #    `" Paris"`, `" Lyon"` or `" Berlin"`? Compare their log-probabilities (they are all single
 #    tokens here, but use the chain rule so that it also works when they are not).
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 prompt_ids = tokenizer(prompt)["input_ids"]
 cities = [" Paris", " Lyon", " Berlin"]
 rows = [prompt_ids + tokenizer(city, add_special_tokens=False)["input_ids"] for city in cities]
@@ -678,11 +991,11 @@ print(" | ".join(f"{city!r}: {lt.fmt(score, decimals=2, kind='logit')}" for city
 assert max(scores, key=scores.get) == " Paris"
 
 # %% [markdown]
-# 2. Temperature divides the logits before the softmax. For the prompt above, print the top
+# 2. [Temperature](glossary.md#temperature) divides the logits before the softmax. For the prompt above, print the top
 #    token's probability and the entropy of the distribution at temperatures 0.5, 1 and 2. Which
 #    way do they move?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 results = []
 for temperature in (0.5, 1.0, 2.0):
     p = torch.softmax(logits[0, -1].float() / temperature, dim=-1)
@@ -699,7 +1012,7 @@ assert math.isclose(results[1][2], table.entropy, rel_tol=1e-4)
 #    `logits[:, -1]` for both rows. Which row now gets a wrong prediction, and which position
 #    should you have read instead?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 right = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(model.device)
 with torch.inference_mode():
     right_logits = model(**right).logits
