@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup lab test test-fast test-profile lint execute html check-notebooks clean
+.PHONY: setup lab test test-fast test-profile lint execute html site site-check bundle bundle-check check-notebooks clean
 
 # Another kind of CPU, imitated: the notebooks again with PyTorch (ATen), MKL and oneDNN limited to
 # other instruction sets (PROFILE=avx2, avx512, default or mkl-compatible; scripts/cpu_profiles.py).
@@ -35,8 +35,30 @@ lint: setup
 execute: setup  ## re-execute every notebook in place (or NB=notebooks/01_tokenization.py)
 	$(PY) scripts/notebooks.py execute $(NB)
 
-html: setup  ## execute every notebook headless and render it to site/*.html
-	$(PY) scripts/notebooks.py html
+site: setup  ## the static site of the series, from the stored outputs (no re-execution), offline: site/index.html
+	$(PY) scripts/docsite.py build
+
+html: site  ## the same as make site
+
+# The site in a real browser: headless Chromium opens every page from file:// (as from a USB stick)
+# and fails on a failed request, a request to another host, a script error or untypeset math;
+# screenshots of two pages go to build/site/screenshots/. Chromium comes from Debian's packages
+# (installed here when missing, as root). `make test` runs tests/test_site.py, not this.
+site-check: site
+	$(PY) scripts/docsite.py check
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "site-check: needs Chromium (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; fi; }
+	$(PY) scripts/docsite.py browser --screenshots build/site/screenshots
+
+# A workshop with no network: one archive per platform and Python, built here (with network), set
+# up there with `bash setup-offline.sh` (pip and uv with no index, only the bundle's wheelhouse).
+bundle: setup  ## dist/llm-tutorial-offline-<os>-<machine>-py3XX.tar: project + wheelhouse + model
+	$(PY) scripts/bundle.py build
+
+bundle-check:  ## unpack the bundle into a new folder, set up with no network, run the check and a notebook
+	$(PY) scripts/bundle.py check
 
 clean:
-	rm -rf site .pytest_cache .ruff_cache
+	rm -rf site build/site .pytest_cache .ruff_cache

