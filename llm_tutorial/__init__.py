@@ -1,7 +1,29 @@
-"""llm_tutorial: the helpers the llm-tutorial notebooks share.
+"""llm_tutorial: the helpers the llm-tutorial notebooks share, one idea a module.
+
+In the order the notebooks meet them:
+
+- ``tokens``: a text's tokens, shown with their ids; token counts (notebook 01).
+- ``chat``: prompts through the tokenizer's chat template (01).
+- ``models``, ``embedded``, ``measure``: loading a model, the offline model, its bytes and
+  parameters, generation timings, comparing two models' next-token distributions (02).
+- ``forward``: texts into one padded batch, one forward pass (03).
+- ``next_token``: the next-token distribution as a top-k table; its entropy (03).
+- ``logprobs``: a text's token log-probabilities and perplexity (03).
+- ``surprise``: each token of a text coloured by its surprise ``-log p`` (03).
+- ``logit_lens``: every layer's guess for the next token (03).
+- ``steps``, ``generation``: the four steps of generating text, and the loop behind
+  ``model.generate`` built from them (04).
+- ``sampling``: temperature, top-k, top-p, min-p, repetition penalty, and their chain (05).
+- ``repetition``: how much a text repeats itself (distinct n-grams) (05, 06).
+- ``capture``: warnings, logs and expected errors caught for a notebook to show (06).
+- ``stable``: printing numbers that come out the same on every CPU (all notebooks).
+- ``bench``: generation speed ratios, for ``python -m llm_tutorial bench``.
+- ``arguments``: the argument checks every module shares; ``notebook``: a notebook's first cell.
+
+Every public name is an attribute of the package: ``lt.surprise``, ``lt.top_p_filter``, ...
 
 >>> import llm_tutorial
->>> callable(llm_tutorial.load_model)
+>>> callable(llm_tutorial.load_model) and callable(llm_tutorial.surprise)
 True
 """
 
@@ -19,6 +41,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
+# ``surprise`` and ``logit_lens`` name both a module and the function it holds: imported here, the
+# package's attribute is the function (``lt.surprise(model, tok, text)``), whatever imports later.
 from .capture import Captured, capture  # noqa: E402
 from .chat import ask, chat_inputs  # noqa: E402
 from .embedded import (  # noqa: E402
@@ -28,6 +52,8 @@ from .embedded import (  # noqa: E402
     find_embedded_gguf,
     prepare_embedded_model,
 )
+from .logit_lens import logit_lens  # noqa: E402
+from .logprobs import perplexity, text_logprob, token_logprobs  # noqa: E402
 from .models import (  # noqa: E402
     ModelNotFoundError,
     default_device,
@@ -40,13 +66,15 @@ from .models import (  # noqa: E402
     resolve_model,
 )
 from .notebook import set_seed, setup_notebook, version_banner  # noqa: E402
-from .scoring import perplexity, text_logprob, token_logprobs  # noqa: E402
+from .surprise import surprise  # noqa: E402
 from .tokens import Token, TokenView, count_tokens, show_tokens, token_bytes, tokenize  # noqa: E402
 
 __all__ = [
     "Captured",
     "capture",
+    "logit_lens",
     "perplexity",
+    "surprise",
     "text_logprob",
     "token_logprobs",
     "EmbeddedModelError",
@@ -78,7 +106,8 @@ __all__ = [
 
 # Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
-_LAZY_MODULES = ("stable", "bench", "scoring", "measure", "generation", "sampling", "capture", "tokens", "chat")
+_LAZY_MODULES = ("stable", "bench", "forward", "logprobs", "next_token", "surprise", "logit_lens", "repetition",
+                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat")
 
 
 def __getattr__(name: str):

@@ -12,6 +12,8 @@ from collections import Counter
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 
+from .arguments import check_int
+
 __all__ = ["Captured", "CaughtError", "capture", "expect_error", "short_error"]
 
 DEFAULT_LOGGERS = ("transformers", "accelerate", "bitsandbytes")
@@ -116,8 +118,7 @@ def short_error(error: BaseException, width: int = 160) -> str:
     """
     if not isinstance(error, BaseException):
         raise TypeError(f"error must be an exception, not {type(error).__name__}")
-    if not isinstance(width, int) or isinstance(width, bool) or width < 20:
-        raise ValueError(f"width must be an int >= 20, not {width!r}")
+    check_int(width, "width", low=20)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = f"{type(error).__name__}: {lines[0] if lines else '(empty message)'}"
     return text if len(text) <= width else text[: width - 1] + "…"

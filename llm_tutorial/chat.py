@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .arguments import check_int
+
+__all__ = ["ask", "chat_inputs"]
+
 
 def _messages(question: str | list[dict[str, str]], system: str | None) -> list[dict[str, str]]:
     if isinstance(question, str):
@@ -49,8 +53,7 @@ def ask(model, tokenizer, question: str | list[dict[str, str]], *, system: str |
     """
     import torch
 
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, not {max_new_tokens!r}")
+    check_int(max_new_tokens, "max_new_tokens", low=1)
     inputs = chat_inputs(tokenizer, question, system=system, device=model.device)
     with torch.inference_mode():
         output = model.generate(

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arguments import check_int
+
 __all__ = [
     "GenerationTiming",
     "NextTokenComparison",
@@ -306,8 +308,7 @@ def time_generation(model, inputs, *, max_new_tokens: int = 32, warmup: bool = F
     """
     import torch
 
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, not {max_new_tokens!r}")
+    check_int(max_new_tokens, "max_new_tokens", low=1)
     if isinstance(inputs, torch.Tensor):
         inputs = {"input_ids": inputs}
     if not hasattr(inputs, "keys") or "input_ids" not in inputs:

@@ -6,6 +6,8 @@ import os
 import platform
 import random
 
+from .arguments import check_int
+
 ENV_THREADS = "LLM_TUTORIAL_THREADS"
 DEFAULT_THREADS = 2
 
@@ -19,8 +21,7 @@ def set_seed(seed: int = 0) -> None:
     import numpy as np
     import torch
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+    check_int(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002  (seeds the global RNG that user code calls)
     torch.manual_seed(seed)
@@ -86,8 +87,7 @@ def setup_notebook(seed: int = 0, threads: int | None = None, model: str | None 
 
     if threads is None:
         threads = thread_count()
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads must be a positive int, not {threads!r}")
+    check_int(threads, "threads", low=1)
     torch.set_num_threads(threads)
     quiet_libraries()
     set_seed(seed)

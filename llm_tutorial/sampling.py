@@ -14,10 +14,10 @@ tensor([[2., 1., -inf, -inf]])
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-
 import torch
+
+from .arguments import check_input_ids, check_int, check_logits, check_number
+from .next_token import entropy  # noqa: F401  (scripts/cpu_profiles.py imports it from here)
 
 __all__ = [
     "apply_temperature",
@@ -27,50 +27,13 @@ __all__ = [
     "apply_repetition_penalty",
     "process_logits",
     "sample_top_p",
-    "entropy",
-    "distinct_ngram_ratio",
 ]
 
 NEG_INF = float("-inf")
 
 
-# ---------------------------------------------------------------------------------------------
-# argument checks
-# ---------------------------------------------------------------------------------------------
-def _check_logits(logits, name: str = "logits") -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [batch, vocab], not {type(logits).__name__}")
-    if logits.dim() != 2:
-        raise ValueError(
-            f"{name} must be 2-D [batch, vocab], got shape {tuple(logits.shape)}; "
-            "for one row use logits[None, :], for model output use logits[:, -1, :]"
-        )
-    if not logits.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, not {logits.dtype}")
-    if logits.shape[-1] < 1:
-        raise ValueError(f"{name} must have at least one vocabulary entry, got shape {tuple(logits.shape)}")
-
-
-def _real(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
-
-
-def _int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return int(value)
-
-
 def _min_tokens(min_tokens_to_keep) -> int:
-    n = _int(min_tokens_to_keep, "min_tokens_to_keep")
-    if n < 1:
-        raise ValueError(f"min_tokens_to_keep must be >= 1, got {n}")
-    return n
+    return check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,11 +49,9 @@ def apply_temperature(logits, temperature):
     >>> apply_temperature(torch.tensor([[2.0, 1.0]]), 0.5)
     tensor([[4., 2.]])
     """
-    _check_logits(logits)
-    t = _real(temperature, "temperature")
-    if not (t > 0) or math.isinf(t):
-        hint = " For greedy decoding use do_sample=False (argmax) instead of temperature=0." if t == 0 else ""
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.{hint}")
+    check_logits(logits)
+    greedy = ". For greedy decoding use do_sample=False (argmax) instead of temperature=0."
+    t = check_number(temperature, "temperature", low=0, low_open=True, hint=greedy if temperature == 0 else "")
     return logits / t
 
 
@@ -106,10 +67,8 @@ def top_k_filter(logits, k, *, filter_value: float = NEG_INF, min_tokens_to_keep
     tensor([[-inf, 3., -inf],
             [-inf, -inf, 6.]])
     """
-    _check_logits(logits)
-    k = _int(k, "k")
-    if k < 1:
-        raise ValueError(f"k must be a positive int (the number of tokens to keep), got {k}")
+    check_logits(logits)
+    k = check_int(k, "k", low=1, hint="; k is the number of tokens to keep")
     k = min(max(k, _min_tokens(min_tokens_to_keep)), logits.shape[-1])
     kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth_largest, filter_value)
@@ -137,10 +96,8 @@ def top_p_filter(logits, p, *, filter_value: float = NEG_INF, min_tokens_to_keep
     >>> top_p_filter(logits, 0.7).isfinite()
     tensor([[ True,  True, False, False]])
     """
-    _check_logits(logits)
-    p = _real(p, "p")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    check_logits(logits)
+    p = check_number(p, "p", low=0, high=1, what="a probability")
     keep = _min_tokens(min_tokens_to_keep)
     sorted_logits, sorted_indices = torch.sort(logits, descending=False)
     tail_mass = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
@@ -161,10 +118,8 @@ def min_p_filter(logits, min_p, *, filter_value: float = NEG_INF, min_tokens_to_
     >>> min_p_filter(logits, 0.1).isfinite()
     tensor([[ True,  True,  True, False]])
     """
-    _check_logits(logits)
-    min_p = _real(min_p, "min_p")
-    if not 0.0 <= min_p <= 1.0:
-        raise ValueError(f"min_p must be in [0, 1] (a fraction of the top probability), got {min_p}")
+    check_logits(logits)
+    min_p = check_number(min_p, "min_p", low=0, high=1, what="a fraction of the top probability")
     keep = min(_min_tokens(min_tokens_to_keep), logits.shape[-1])
     probs = torch.softmax(logits, dim=-1)
     threshold = min_p * probs.amax(dim=-1, keepdim=True)
@@ -189,30 +144,17 @@ def apply_repetition_penalty(logits, input_ids, penalty, *, attention_mask=None)
     >>> apply_repetition_penalty(torch.tensor([[2.0, -1.0, 3.0]]), torch.tensor([[0, 1, 1]]), 2.0)
     tensor([[ 1., -2.,  3.]])
     """
-    _check_logits(logits)
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch.Tensor of token ids, not {type(input_ids).__name__}")
-    if input_ids.dim() == 1:
+    check_logits(logits)
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1:
         input_ids = input_ids[None, :]
-    if input_ids.dim() != 2 or input_ids.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"input_ids must be [batch, seq_len] with the same batch as logits {tuple(logits.shape)}, "
-            f"got shape {tuple(input_ids.shape)}"
-        )
-    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must hold integer token ids, not {input_ids.dtype}")
-    if input_ids.numel() and int(input_ids.min()) < 0:
-        raise ValueError(f"input_ids must be >= 0 (token ids), got {int(input_ids.min())}")
-    penalty = _real(penalty, "penalty")
-    if not (penalty > 0) or math.isinf(penalty):
-        raise ValueError(f"penalty must be a finite number > 0 (1.0 = no penalty), got {penalty}")
+    check_input_ids(input_ids, attention_mask, min_len=0)
+    if input_ids.shape[0] != logits.shape[0]:
+        raise ValueError(f"input_ids must have the same batch as logits {tuple(logits.shape)}, "
+                         f"got shape {tuple(input_ids.shape)}")
+    penalty = check_number(penalty, "penalty", low=0, low_open=True, hint="; 1.0 means no penalty")
     vocab = logits.shape[-1]
     ids = input_ids.to(logits.device).long().clamp(max=vocab)  # out-of-vocab ids -> spare column
     if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}"
-            )
         ids = ids.masked_fill(attention_mask.to(ids.device) == 0, vocab)
     seen = torch.zeros(logits.shape[0], vocab + 1, dtype=torch.bool, device=logits.device)
     seen.scatter_(1, ids, True)
@@ -221,28 +163,34 @@ def apply_repetition_penalty(logits, input_ids, penalty, *, attention_mask=None)
     return torch.where(seen, penalised, logits)
 
 
-def process_logits(logits, input_ids=None, *, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float = 1.0, min_p: float | None = None, repetition_penalty: float = 1.0,
-                   attention_mask=None, min_tokens_to_keep: int = 1):
+def _is_set(value, neutral, name: str) -> bool:
+    """Whether a step of the chain runs: not when its value is None or its neutral value."""
+    return value is not None and check_number(value, name) != neutral
+
+
+def process_logits(logits, input_ids=None, *, temperature: float | None = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, min_p: float | None = None,
+                   repetition_penalty: float | None = None, attention_mask=None, min_tokens_to_keep: int = 1):
     """All of the above in ``generate()``'s order for ``do_sample=True``: repetition penalty,
-    then temperature, top-k, top-p, min-p. Steps left at their neutral value are skipped, as
-    generate() skips them (``temperature=1``, ``top_k=None`` or 0, ``top_p=1``, ``min_p=None``,
-    ``repetition_penalty=1``). Unlike generate(), there is no implicit ``top_k=50``: pass it.
+    then temperature, top-k, top-p, min-p. A step left unset (None) or at its neutral value is
+    skipped, as generate() skips it: ``temperature=1``, ``top_k=0``, ``top_p=1``,
+    ``repetition_penalty=1``. Unlike generate(), there is no implicit ``top_k=50``: pass it.
+    ``attention_mask`` marks the tokens of ``input_ids`` the penalty counts (0: padding).
 
     >>> import torch
     >>> process_logits(torch.tensor([[4.0, 2.0, 0.0]]), temperature=2.0, top_k=2)
     tensor([[2., 1., -inf]])
     """
-    _check_logits(logits)
-    if _real(repetition_penalty, "repetition_penalty") != 1.0:
+    check_logits(logits)
+    if _is_set(repetition_penalty, 1.0, "repetition_penalty"):
         if input_ids is None:
             raise ValueError("repetition_penalty needs input_ids (the tokens seen so far)")
         logits = apply_repetition_penalty(logits, input_ids, repetition_penalty, attention_mask=attention_mask)
-    if _real(temperature, "temperature") != 1.0:
+    if _is_set(temperature, 1.0, "temperature"):
         logits = apply_temperature(logits, temperature)
-    if top_k is not None and _int(top_k, "top_k") != 0:
+    if top_k is not None and check_int(top_k, "top_k") != 0:
         logits = top_k_filter(logits, top_k, min_tokens_to_keep=min_tokens_to_keep)
-    if _real(top_p, "top_p") < 1.0:
+    if _is_set(top_p, 1.0, "top_p"):
         logits = top_p_filter(logits, top_p, min_tokens_to_keep=min_tokens_to_keep)
     if min_p is not None:
         logits = min_p_filter(logits, min_p, min_tokens_to_keep=min_tokens_to_keep)
@@ -250,7 +198,7 @@ def process_logits(logits, input_ids=None, *, temperature: float = 1.0, top_k: i
 
 
 # ---------------------------------------------------------------------------------------------
-# Llama-style sampling, and measurements
+# Llama-style sampling
 # ---------------------------------------------------------------------------------------------
 def sample_top_p(probs, p, generator=None):
     """Llama's reference ``sample_top_p``: sort probabilities descending, cumulative sum, zero
@@ -265,10 +213,8 @@ def sample_top_p(probs, p, generator=None):
     >>> sample_top_p(torch.tensor([[0.1, 0.7, 0.2]]), 0.5)
     tensor([[1]])
     """
-    _check_logits(probs, "probs")
-    p = _real(p, "p")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    check_logits(probs, "probs")
+    p = check_number(p, "p", low=0, high=1, what="a probability")
     if bool((probs < 0).any()) or not bool(probs.isfinite().all()):
         raise ValueError("probs must be finite and non-negative (softmax output, not logits)")
     probs_sort, probs_idx = torch.sort(probs, dim=-1, descending=True)
@@ -278,38 +224,3 @@ def sample_top_p(probs, p, generator=None):
     probs_sort = probs_sort / probs_sort.sum(dim=-1, keepdim=True)
     next_sorted = torch.multinomial(probs_sort, num_samples=1, generator=generator)
     return torch.gather(probs_idx, -1, next_sorted)
-
-
-def entropy(logits):
-    """Shannon entropy (nats) of ``softmax(logits)`` for each row; ``-inf`` entries count as 0.
-
-    >>> import torch, math
-    >>> round(float(entropy(torch.zeros(1, 4))[0]), 4) == round(math.log(4), 4)
-    True
-    """
-    _check_logits(logits)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    p = logp.exp()
-    return -(p * logp.masked_fill(p == 0, 0.0)).sum(dim=-1)
-
-
-def distinct_ngram_ratio(tokens, n: int = 2) -> float:
-    """Distinct n-grams / all n-grams in a token sequence: 1.0 means no n-gram repeats, values
-    near 0 mean the text loops. Accepts a list/tuple of ids or strings, or a 1-D tensor.
-
-    >>> distinct_ngram_ratio([1, 2, 1, 2, 1, 2], n=2)
-    0.4
-    """
-    n = _int(n, "n")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if isinstance(tokens, torch.Tensor):
-        if tokens.dim() != 1:
-            raise ValueError(f"tokens must be a 1-D sequence, got shape {tuple(tokens.shape)}")
-        tokens = tokens.tolist()
-    if isinstance(tokens, str) or not isinstance(tokens, (list, tuple)):
-        raise TypeError(f"tokens must be a list/tuple of tokens or a 1-D tensor, not {type(tokens).__name__}")
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    if not grams:
-        raise ValueError(f"need at least n={n} tokens, got {len(tokens)}")
-    return len(set(grams)) / len(grams)

@@ -202,11 +202,11 @@ def test_short_error_forms():
     assert len(cut) == 40 and cut.endswith("…") and cut.startswith("RuntimeError: xxx")
 
 
-@pytest.mark.parametrize(("args", "error"), [(("not an exception",), TypeError),
-                                             ((ValueError(), 5), ValueError),
-                                             ((ValueError(), True), ValueError)])
-def test_short_error_rejects_bad_arguments(args, error):
-    with pytest.raises(error):
+@pytest.mark.parametrize(("args", "error", "phrase"), [(("not an exception",), TypeError, "error must be"),
+                                                       ((ValueError(), 5), ValueError, "width must be an int >= 20"),
+                                                       ((ValueError(), True), TypeError, "width must be an int")])
+def test_short_error_rejects_bad_arguments(args, error, phrase):
+    with pytest.raises(error, match=phrase):
         short_error(*args)
 
 

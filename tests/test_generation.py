@@ -5,14 +5,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import llm_tutorial as lt
-from llm_tutorial.generation import (
-    answer_tokens,
-    choose_next_token,
-    generate,
-    position_ids_from_mask,
-    prefill,
-    stream_tokens,
-)
+from llm_tutorial.generation import answer_tokens, generate, stream_tokens
+from llm_tutorial.steps import choose_next_token, position_ids_from_mask, prefill
 
 QUESTIONS = (
     "What is 2+2? Answer with the number only.",
@@ -462,7 +456,7 @@ def test_temperature_zero_is_fine_when_greedy(gpt2, gpt2_batch):
     (torch.tensor([5, 6, 7]), None, ValueError, "2-D"),
     ([[5, 6, 7]], None, TypeError, "input_ids"),
     (torch.tensor([[5.0, 6.0]]), None, TypeError, "integer"),
-    (torch.zeros(1, 0, dtype=torch.long), None, ValueError, "at least one token"),
+    (torch.zeros(1, 0, dtype=torch.long), None, ValueError, "at least 1 token"),
     (torch.tensor([[5, 6, 7]]), torch.ones(1, 2, dtype=torch.long), ValueError, "shape"),
     (torch.tensor([[5, 6, 7]]), torch.tensor([[0, 2, 1]]), ValueError, "0 .padding. and 1"),
     (torch.tensor([[5, 6, 7]]), torch.tensor([[0, 0, 0]]), ValueError, "no real token"),

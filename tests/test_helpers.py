@@ -66,6 +66,17 @@ def test_chat_inputs_reject_bad_questions(tokenizer):
 def test_ask_rejects_bad_lengths(tokenizer):
     with pytest.raises(ValueError, match="max_new_tokens"):
         lt.ask(None, tokenizer, "Hi", max_new_tokens=0)
+    with pytest.raises(TypeError, match="max_new_tokens must be an int, not bool"):
+        lt.ask(None, tokenizer, "Hi", max_new_tokens=True)
+
+
+def test_every_public_name_of_a_module_is_a_package_attribute():
+    import importlib
+
+    for module_name in lt._LAZY_MODULES:
+        module = importlib.import_module(f"llm_tutorial.{module_name}")
+        for name in module.__all__:
+            assert getattr(lt, name) is getattr(module, name), f"lt.{name} is not {module_name}.{name}"
 
 
 def test_unknown_attribute_is_an_attribute_error():

@@ -292,9 +292,10 @@ def test_time_generation_accepts_a_tensor(model, tok):
     assert timing.new_tokens == 2 and timing.sequences.shape == (1, ids.shape[1] + 2)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
-def test_time_generation_rejects_bad_max_new_tokens(model, tok, bad):
-    with pytest.raises(ValueError, match="max_new_tokens"):
+@pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError),
+                                            (True, TypeError), ("8", TypeError)])
+def test_time_generation_rejects_bad_max_new_tokens(model, tok, bad, error):
+    with pytest.raises(error, match="max_new_tokens"):
         lt.time_generation(model, tok("Hi", return_tensors="pt"), max_new_tokens=bad)
 
 

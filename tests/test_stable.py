@@ -164,13 +164,13 @@ def test_greedy_gap_of_a_left_padded_batch_ignores_what_follows_eos(model, tok):
 def test_a_next_token_table_with_a_tie_is_refused_under_the_suite(tok, checking):
     logits = torch.zeros(len(tok))
     logits[[5, 6]] = 3.0  # two tokens tied at the top: their order is up to the CPU
-    table = lt.scoring.next_token_table(tok, logits, k=3)
+    table = lt.next_token_table(tok, logits, k=3)
     with pytest.raises(stable.UnstableOutputError, match="top-3"):
         str(table)
     logits[5] = 4.0
     logits[7] = 2.0
     logits[8] = 1.0
-    assert "rank" in str(lt.scoring.next_token_table(tok, logits, k=3))
+    assert "rank" in str(lt.next_token_table(tok, logits, k=3))
 
 
 def test_surprise_view_shows_unstable_ranks_as_a_bound(model, tok):
@@ -178,7 +178,7 @@ def test_surprise_view_shows_unstable_ranks_as_a_bound(model, tok):
     for t in list(view)[1:]:
         assert t.rank_low <= t.rank
         assert t.shown_rank == str(t.rank) if t.rank_gap >= stable.GAP else t.shown_rank.startswith(">=")
-    token = lt.scoring.ScoredToken(1, "a", "a", -9.0, 4321, "b", rank_gap=1e-5, rank_low=4317)
+    token = lt.ScoredToken(1, "a", "a", -9.0, 4321, "b", rank_gap=1e-5, rank_low=4317)
     assert token.shown_rank == ">=1000"
 
 
