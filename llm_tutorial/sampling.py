@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from .arguments import check_input_ids, check_int, check_logits, check_number
-from .next_token import entropy  # noqa: F401  (scripts/cpu_profiles.py imports it from here)
 
 __all__ = [
     "apply_temperature",

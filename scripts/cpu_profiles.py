@@ -54,7 +54,6 @@ def compute() -> dict:
 
     import llm_tutorial as lt
     from llm_tutorial.notebook import thread_count
-    from llm_tutorial.sampling import entropy
 
     torch.set_num_threads(thread_count())
     model, tok = lt.load_model(), lt.load_tokenizer()
@@ -70,7 +69,7 @@ def compute() -> dict:
             "logit_max": float(logits.abs().max()),
             "token_logprobs": logprobs[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1).tolist(),
             "perplexity": lt.perplexity(model, tok, text),
-            "entropy": [float(entropy(last[None] / t)[0]) for t in TEMPERATURES],
+            "entropy": [float(lt.entropy(last[None] / t)[0]) for t in TEMPERATURES],
             "top10_probs": torch.softmax(last, -1).topk(10).values.tolist(),
             "top10_ids": torch.softmax(last, -1).topk(10).indices.tolist(),
         })
