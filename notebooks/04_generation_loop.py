@@ -18,10 +18,11 @@
 # **What does `model.generate()` actually do between the prompt and the answer, and can we
 # write that loop ourselves so that it gives exactly the same tokens?**
 #
-# Notebook 03 ran one forward pass: the logits of the last position are the model's guess for
-# the next token, and their argmax is greedy decoding's choice. Generation repeats that step:
-# choose a token, append it, run the model again, until an end-of-sequence token or a length
-# limit. We build that loop in six steps and check every one against the library:
+# Notebook 03 ran one forward pass: the [logits](glossary.md#logit) of the last position are the
+# model's guess for the next [token](glossary.md#token), and their argmax is greedy decoding's
+# choice. Generation repeats that step: choose a token, append it, run the model again, until an
+# [end-of-sequence token](glossary.md#eos) or a length limit. We build that loop in six steps and
+# check every one against the library:
 #
 # 1. the simplest loop; 2. the KV cache (and what wrong positions do); 3. how fast each version
 # is; 4. batches, Llama's reference `generate()` and log-probabilities; 5. sampling inside the
@@ -109,8 +110,9 @@ assert gap < 1e-4
 
 # %% [markdown]
 # So each layer can keep the **keys and values** it computed for every past token (the
-# *KV cache*) and, for a new token, compute only that token's query, key and value and attend
-# to the cached ones. With `use_cache=True` the model returns the cache in `past_key_values`:
+# [*KV cache*](glossary.md#kv-cache)) and, for a new token, compute only that token's query, key
+# and value and attend to the cached ones. With `use_cache=True` the model returns the cache in
+# `past_key_values`:
 
 # %%
 with torch.no_grad():
@@ -129,8 +131,8 @@ assert keys.shape == (1, kv_heads, P, head_dim) and measured == per_token
 
 # %% [markdown]
 # The loop with a cache: **prefill** runs the prompt once; each **step** then feeds only the new
-# token, tells the model its **position** (the next index after everything in the cache), and
-# gets the updated cache back.
+# token, tells the model its [**position**](glossary.md#position-ids) (the next index after
+# everything in the cache), and gets the updated cache back.
 
 # %%
 @torch.no_grad()
@@ -157,10 +159,10 @@ print(repr(tokenizer.decode(hand[0, P:])))
 assert torch.equal(hand, reference)
 
 # %% [markdown]
-# Same tokens as `generate`. The position matters: the cache stores keys that already carry
-# their positions (RoPE rotates them by position), and the new token must be placed after them.
-# Two classic bugs: computing the position once before the loop (every new token gets the same
-# one), or counting positions within the new input only (always 0):
+# Same tokens as `generate`. The position matters: the cache stores keys that already carry their
+# positions ([RoPE](glossary.md#rope) rotates them by position), and the new token must be placed
+# after them. Two classic bugs: computing the position once before the loop (every new token gets
+# the same one), or counting positions within the new input only (always 0):
 
 # %%
 def closest_call(ids, positions):
@@ -184,8 +186,9 @@ assert not torch.equal(frozen, reference) and not torch.equal(zero, reference)
 
 # %% [markdown]
 # The text derails within a few tokens (or stops), without any error. If you pass no
-# `position_ids` at all, this model counts on from the cache length, which is right for one
-# unpadded prompt (one step, both ways, below) but not for a padded batch (section 4).
+# `position_ids` at all, this model counts on from the cache length: the right position for one
+# unpadded prompt (one step, both ways, below). In a left-padded batch that count includes the
+# pads; section 4 measures what that does.
 
 # %%
 next_id = prefill_out.logits[:, -1:].argmax(dim=-1)
@@ -254,11 +257,13 @@ finally:
 # NBVAL_IGNORE_OUTPUT
 # measured times: they differ from run to run and machine to machine (shown, never asserted)
 LENGTHS = (8, N_TIME)
-print(f"{'':<18}" + "".join(f"{f'tok/s at {n}':>14}" for n in LENGTHS) + f"{'ms/step 2-11':>14}{'last 10':>9}")
+print(f"{'':<18}" + "".join(f"{f'tok/s at {n}':>14}" for n in LENGTHS) + f"{'mean time per step':>28}")
+print(f"{'':<18}" + " " * 14 * len(LENGTHS) + f"{'steps 2-11':>14}{'last 10':>14}")
 for name, cumulative in times.items():
     steps = [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]  # step 1 (the prefill) left out
     rates = "".join(f"{n / cumulative[n - 1]:>14.1f}" for n in LENGTHS)
-    print(f"{name:<18}{rates}{100 * sum(steps[:10]):>11.0f} ms{100 * sum(steps[-10:]):>6.0f} ms")
+    first_ms, last_ms = 1000 * sum(steps[:10]) / 10, 1000 * sum(steps[-10:]) / 10  # means, not totals
+    print(f"{name:<18}{rates}{first_ms:>11.0f} ms{last_ms:>11.0f} ms")
 print("speed ratios, tokens/s:", {pair: round(r, 2) for pair, r in lt.speed_ratios(times).items()})
 
 # %%
@@ -323,10 +328,10 @@ for loop, calls in work.items():
 # %% [markdown]
 # ## 4. Batches: padding, positions, EOS per row, log-probs
 #
-# Several prompts of different lengths go through the model as one tensor. As in notebook 03,
-# a decoder-only model is padded on the **left**, so that every row's last column is its last
-# real token and all rows generate into the same new column. The attention mask hides the
-# pads, and the position ids count from each row's first real token:
+# Several prompts of different lengths go through the model as one tensor. As in notebook 03, a
+# decoder-only model is [padded on the **left**](glossary.md#padding-side), so that every row's
+# last column is its last real token and all rows generate into the same new column. The attention
+# mask hides the pads, and the position ids count from each row's first real token:
 
 # %%
 questions = [
@@ -407,10 +412,11 @@ print("echo=True: ", repr(tokenizer.decode(echoed)[-90:]))
 assert echoed == ids[0, mask[0].bool()].tolist() + short
 
 # %% [markdown]
-# **Per-token log-probabilities.** With `return_logprobs=True`, `lt.generate` also returns the
-# log-probability of each chosen token under the model's unmodified distribution (0 for the
-# padding after EOS). `generate` can report the same numbers: ask it for the raw logits and
-# normalise them, e.g. with `compute_transition_scores(..., normalize_logits=True)`:
+# **Per-token [log-probabilities](glossary.md#log-prob).** With `return_logprobs=True`,
+# `lt.generate` also returns the log-probability of each chosen token under the model's unmodified
+# distribution (0 for the padding after EOS). `generate` can report the same numbers: ask it for
+# the raw logits and normalise them, e.g. with
+# `compute_transition_scores(..., normalize_logits=True)`:
 
 # %%
 scores = model.compute_transition_scores(theirs.sequences, theirs.logits, normalize_logits=True)
@@ -538,13 +544,42 @@ for row, (toks, probs) in enumerate(llama):
 # After the move the numbers agree with ours (to 1e-3: Llama's layout feeds the longer prompts'
 # tail one token at a time, so the float rounding differs slightly).
 #
-# ### Position ids really matter for learned positions
+# ### Positions from the mask, and what happens without them
 #
-# Our model uses RoPE, which only sees distances between tokens: if a padded row's positions
-# all shift by its number of pads, nothing changes (notebook 03 showed it). GPT-2 instead *adds*
-# a learned vector per absolute position. A tiny, randomly initialised GPT-2 (built from a
-# config, no download) shows the difference: a padded row's next-token logits depend on
-# the position ids, and with positions from the mask each row gets exactly what it gets alone.
+# `generate` takes each row's positions from the mask, and so do our loops. A loop that passes no
+# `position_ids` gets the model's default instead: every column numbered, pads included (and at
+# later steps the cache length, which counts them too). So every real token of a padded row moves
+# the same number of places on: its row's number of pads. One pass over the finished batch (prompt
+# plus answers; with causal attention the same computation as the loop's steps) with and without
+# position ids shows what that does to this model:
+
+# %%
+full_mask = torch.cat([mask, torch.ones_like(ours[:, ids.shape[1]:])], dim=1)  # generated columns are real
+with torch.no_grad():
+    with_positions = model(ours, attention_mask=full_mask,
+                           position_ids=lt.position_ids_from_mask(full_mask)).logits[:, ids.shape[1] - 1:-1]
+    without_positions = model(ours, attention_mask=full_mask).logits[:, ids.shape[1] - 1:-1]
+default_positions = torch.arange(full_mask.shape[1], device=model.device).expand_as(full_mask)
+shift = default_positions - lt.position_ids_from_mask(full_mask)
+for row in range(len(questions)):
+    moved = shift[row, full_mask[row].bool()].unique().tolist()
+    difference = (with_positions[row] - without_positions[row]).abs().max().item()
+    print(f"row {row}: every real token moved by {moved} | max |logit difference| without position ids: "
+          f"{'0 (bit-identical)' if difference == 0 else '< 1e-4' if difference < 1e-4 else difference}")
+    assert len(moved) == 1 and moved[0] == (mask[row] == 0).sum()  # a uniform shift: the row's pads
+    assert difference < 1e-4 and (difference == 0) == (moved[0] == 0)
+assert torch.equal(without_positions.argmax(dim=-1)[real], new[real])  # the same tokens chosen (`real`: above)
+
+# %% [markdown]
+# The shift is the same for every token of a row, and RoPE puts only the *distance* between two
+# tokens into their attention score, so without position ids the logits change only by float
+# rounding (rotations by other angles round differently; the unpadded row is bit-identical) and
+# every token chosen is the same. For this model, omitting `position_ids` in a left-padded batch is
+# harmless, though not bit-identical to `generate`. It is wrong for a model with learned
+# **absolute** positions: GPT-2 *adds* a learned vector per position, so a shifted row reads other
+# vectors. A tiny, randomly initialised GPT-2 (built from a config, no download) shows it: a padded
+# row's next-token logits depend on the position ids, and with positions from the mask each row
+# gets exactly what it gets alone.
 
 # %%
 torch.manual_seed(0)
@@ -571,7 +606,8 @@ print("GPT-2, padded row in the batch == the same row alone, and == gpt2.generat
 #
 # Greedy decoding takes the argmax. Sampling draws the next token from the distribution instead,
 # usually after reshaping it. Notebook 05 explains each filter; here we only need their order
-# in `generate`: repetition penalty, then temperature, top-k, top-p, min-p, then a softmax over
+# in `generate`: repetition penalty, then [temperature](glossary.md#temperature),
+# [top-k, top-p, min-p](glossary.md#top-k-top-p-min-p), then a softmax over
 # the whole vocabulary and `torch.multinomial`, in float32. One step by hand, against the
 # package's `choose_next_token`, with the same seed:
 
@@ -596,10 +632,10 @@ print("draws for seeds 0-4:", drawn)
 
 # %% [markdown]
 # With the same `torch.manual_seed` right before each call, the whole sampled loop reproduces
-# `generate(do_sample=True, ...)` token for token. One trap when comparing: **`generate` adds
-# `top_k=50` when sampling unless you pass `top_k` yourself**. `lt.generate` adds nothing:
-# `top_k=None` means no top-k. So compare with explicit arguments (`top_k=None` in both means
-# the same thing):
+# `generate(do_sample=True, ...)` token for token, given the same settings. Mind one default:
+# `generate` adds `top_k=50` when sampling unless you pass `top_k`
+# ([notebook 05, §3](05_decoding.ipynb#implicit-top-k)), while `lt.generate` adds nothing
+# (`top_k=None`: no top-k). So the comparisons pass `top_k` explicitly:
 
 # %%
 settings = [dict(top_k=50), dict(temperature=0.7, top_k=None, top_p=0.9),
@@ -615,6 +651,9 @@ for seed, kwargs in enumerate(settings):
     print(f"seed {seed}, {kwargs}: equal")
     for row, answer in enumerate(lt.answer_tokens(ours, ids.shape[1], EOS)):
         print(f"   row {row}: {tokenizer.decode(answer)!r}")
+
+# %% [markdown]
+# Left unset, `top_k` means 50 there and none here:
 
 # %%
 def sampled(seed, **kwargs):
@@ -635,22 +674,9 @@ assert not torch.equal(lt_default, lt_top50)
 print("lt.generate(top_k=None) == generate(top_k=None); lt.generate(top_k=50) == generate() with top_k unset")
 
 # %% [markdown]
-# Llama's `sample_top_p` (seed 002) keeps the same tokens as top-p but draws from the
-# probabilities **sorted** by size. Same distribution, but the same random number lands on a
-# different token whenever the sorted order differs from the vocabulary order, so it cannot
-# reproduce `generate`'s seeded output (here it often agrees, because one token dominates):
-
-# %%
-same = 0
-plain = torch.softmax(logits / 0.8, dim=-1)
-for seed in range(20):
-    torch.manual_seed(seed)
-    llama_token = lt.sample_top_p(plain, 0.9).item()
-    torch.manual_seed(seed)
-    hf_token = lt.choose_next_token(logits, do_sample=True, temperature=0.8, top_p=0.9).item()
-    same += llama_token == hf_token
-print(f"same token for {same} of 20 seeds")
-assert same < 20
+# A hand loop must also *draw* the way `generate` does. Llama's `sample_top_p` (seed 002) keeps the
+# same tokens as top-p but draws from the probabilities sorted by size, so the same seed picks
+# other tokens ([notebook 05, §5](05_decoding.ipynb#top-p-draws)).
 
 # %% [markdown]
 # ## 6. Streaming
@@ -735,14 +761,16 @@ assert streamer.chunks < our_chunks
 #   (*P + n − 1* positions), **at its position**. Wrong positions break the text silently. At a
 #   few dozen tokens the time shows the quadratic count only gently, and differently on every
 #   machine: count the work, and measure speed with `python -m llm_tutorial bench`.
-# - Batches: pad on the left, pass the mask, take positions from the mask (they matter for
-#   learned positions like GPT-2's; RoPE forgives a uniform shift). Finished rows get the pad
-#   token; the loop stops when all rows are finished. Llama's reference loop does the same job
-#   with left-aligned prompts and `input_text_mask`; its log-probs must be computed after the
-#   token is written.
+# - Batches: pad on the left, pass the mask, take positions from the mask, as `generate` does.
+#   Without them the pads count as positions, which shifts each padded row uniformly: harmless for
+#   this RoPE model (the same tokens; logits equal up to float rounding), wrong for learned
+#   absolute positions like GPT-2's. Finished rows get the pad token; the loop stops when all rows
+#   are finished. Llama's reference loop does the same job with left-aligned prompts and
+#   `input_text_mask`; its log-probs must be computed after the token is written.
 # - Sampling: penalty, temperature, top-k, top-p, min-p, softmax, `multinomial` over the
-#   vocabulary. With the same seed our loop reproduces `generate`; mind `generate`'s implicit
-#   `top_k=50`, and that an explicit `eos_token_id=None` disables its EOS stop.
+#   vocabulary (not over the sorted probabilities, as Llama's code does). With the same seed our
+#   loop reproduces `generate`; mind `generate`'s implicit `top_k=50`, and that an explicit
+#   `eos_token_id=None` disables its EOS stop.
 # - `lt.generate(model, ids, mask, max_new_tokens=..., eos_token_id=...)` is the loop in the
 #   package; `lt.stream_tokens` yields its steps. To stream text, decode the whole answer so
 #   far and print only the new part, holding back a character until all its tokens are there.
@@ -754,7 +782,7 @@ assert streamer.chunks < our_chunks
 #    `-inf` while fewer than *k* tokens exist) and check it against `generate` for the
 #    capital-of-France prompt with *k* = 12.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 def min_new_tokens_loop(model, ids, max_new_tokens, min_new_tokens, eos_id):
     positions = lt.position_ids_from_mask(torch.ones_like(ids))
     logits, cache = lt.prefill(model, ids)
@@ -785,7 +813,7 @@ assert torch.equal(ours, theirs) and ours.shape[1] - n_prompt >= 12
 #    given the prompt. Check that the sum for the short batch answer (row 0 of section 4)
 #    equals what teacher forcing gives: `lt.token_logprobs` on prompt + answer (notebook 03).
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 row_ids = ours_answers[0] + [EOS]  # the answer and the EOS that ended it
 sequence = torch.tensor([prompt_tokens[0] + row_ids])
 teacher = lt.token_logprobs(model, sequence)[0, -len(row_ids):]
@@ -799,7 +827,7 @@ assert torch.allclose(from_loop, teacher, atol=1e-3)
 #    as its text contains a comma. Compare with `generate(stop_strings=",",
 #    tokenizer=tokenizer)`.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 new_ids = []
 for step in lt.stream_tokens(model, sky["input_ids"], max_new_tokens=40, eos_token_id=EOS):
     new_ids.append(step.tokens[0].item())
@@ -809,4 +837,5 @@ with torch.no_grad():
     theirs = model.generate(**sky, max_new_tokens=40, do_sample=False, stop_strings=",", tokenizer=tokenizer)
 lt.check_gap(lt.greedy_gap(model, theirs, P), "the answer up to its comma")
 print(repr(tokenizer.decode(new_ids)))
+assert "," in tokenizer.decode(new_ids) and "," not in tokenizer.decode(new_ids[:-1])  # stopped at the first comma
 assert new_ids == theirs[0, P:].tolist()
