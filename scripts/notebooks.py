@@ -1,7 +1,6 @@
 """Keep the notebooks executed, normalized and in sync with their percent-script pairs.
 
     python scripts/notebooks.py execute [NOTEBOOK ...]   # re-run in a fresh kernel, store outputs
-    python scripts/notebooks.py html [NOTEBOOK ...]      # run headless, render site/*.html
     python scripts/notebooks.py check                    # pairs in sync, every cell executed in order
 
 Each notebook exists twice: ``notebooks/NN_name.py`` (jupytext percent format, the file you edit
@@ -54,7 +53,7 @@ def normalize(nb) -> None:
                 output.get("metadata", {}).pop("execution", None)
 
 
-def execute(script: Path, notebook: Path, *, in_place: bool = True, out: Path | None = None):
+def execute(script: Path, notebook: Path):
     import jupytext
     from nbclient import NotebookClient
 
@@ -74,22 +73,10 @@ def execute(script: Path, notebook: Path, *, in_place: bool = True, out: Path | 
     client.execute()
     seconds = time.perf_counter() - started
     normalize(nb)
-    target = notebook if in_place else out
-    jupytext.write(nb, target)
-    if in_place:
-        jupytext.write(nb, script, fmt="py:percent")
+    jupytext.write(nb, notebook)
+    jupytext.write(nb, script, fmt="py:percent")
     print(f"{notebook.name}: executed in {seconds:.1f} s", flush=True)
     return nb
-
-
-def html(script: Path, notebook: Path, site: Path) -> None:
-    from nbconvert import HTMLExporter
-
-    site.mkdir(exist_ok=True)
-    executed = site / notebook.name
-    nb = execute(script, notebook, in_place=False, out=executed)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    (site / notebook.with_suffix(".html").name).write_text(body, encoding="utf-8")
 
 
 def check(names: list[str] | None = None) -> list[str]:
@@ -131,9 +118,8 @@ def check(names: list[str] | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("command", choices=["execute", "html", "check"])
+    parser.add_argument("command", choices=["execute", "check"])
     parser.add_argument("notebooks", nargs="*")
-    parser.add_argument("--site", default=str(ROOT / "site"), help="output folder for html")
     args = parser.parse_args(argv)
     if args.command == "check":
         problems = check(args.notebooks)
@@ -143,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if not script.exists():
             print(f"no such notebook script: {script}", file=sys.stderr)
             return 2
-        if args.command == "execute":
-            execute(script, notebook)
-        else:
-            html(script, notebook, Path(args.site))
+        execute(script, notebook)
     return 0
 
 
