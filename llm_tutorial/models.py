@@ -222,7 +222,10 @@ def load_model(
       model), ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype.
     - ``quantization``: None, ``"8bit"``, ``"nf4"``, ``"fp4"`` or a ``BitsAndBytesConfig``.
     - ``device_map``: passed to ``from_pretrained``; None places the whole model on
-      ``default_device()`` (a GPU when there is one).
+      ``default_device()`` (a GPU when there is one). A quantized model is placed while loading
+      (``device_map={"": device}``: each weight is quantized on the device it will run on).
+      transformers 5.23 lets a later ``model.to(device)`` through, and refuses a dtype cast
+      (``model.to(torch.float16)``, ``.half()``, ``.float()``) with a ValueError (notebook 02).
     - ``kwargs``: passed to ``AutoModelForCausalLM.from_pretrained`` (e.g. ``revision=``,
       ``attn_implementation="eager"``).
 
@@ -239,7 +242,7 @@ def load_model(
     torch_dtype = parse_dtype(dtype)
     config = quantization_config(quantization, dtype)
     if device_map is None and config is not None:
-        device_map = {"": default_device()}  # bitsandbytes weights cannot be moved afterwards
+        device_map = {"": default_device()}  # quantize each weight where it will run
     source = resolve_model(name)
     options = dict(kwargs)
     if torch_dtype is not None:
