@@ -60,5 +60,19 @@ bundle: setup  ## dist/llm-tutorial-offline-<os>-<machine>-py3XX.tar: project + 
 bundle-check:  ## unpack the bundle into a new folder, set up with no network, run the check and a notebook
 	$(PY) scripts/bundle.py check
 
+# Is this machine ready? One [OK]/[WARN]/[FAIL] line per check, each failure with its fix; exit
+# status 1 when something failed. Not after setup on purpose: it reports the state as it is.
+.PHONY: check student student-check
+check:
+	$(PY) -m llm_tutorial check
+
+# The student edition: every notebook with its exercise solutions replaced by stubs that say what
+# to write and raise NotImplementedError, the solutions' outputs removed, everything else unchanged.
+student: setup  ## student/*.ipynb (ignored by git; hand it out, or attach it to a release)
+	$(PY) scripts/student.py build
+
+student-check: student  ## run every student notebook: only the exercise stubs may fail (long: the whole series)
+	$(PY) scripts/student.py check
+
 clean:
 	rm -rf site build/site .pytest_cache .ruff_cache

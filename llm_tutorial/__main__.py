@@ -1,4 +1,4 @@
-"""Command line: ``python -m llm_tutorial prepare | info | ask "question" | bench``."""
+"""Command line: ``python -m llm_tutorial prepare | info | check | ask "question" | bench``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="convert the embedded model once (offline) and time a warm load")
     sub.add_parser("info", help="print versions, cache folder and the model in use")
+    sub.add_parser("check", help="check this machine for the series: [OK]/[WARN]/[FAIL] with fixes; "
+                   "exit status 1 when something failed")
     ask_parser = sub.add_parser("ask", help="ask the model one question through its chat template")
     ask_parser.add_argument("question")
     ask_parser.add_argument("--model", default=None, help="folder or Hub id (default: embedded)")
@@ -23,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--repeats", type=int, default=3, help="runs of each loop, fastest step kept")
     bench_parser.add_argument("--prompt", default="Why is the sky blue? Answer in two sentences.")
     args = parser.parse_args(argv)
+    if args.command == "check":  # before anything else is imported: a missing package is a finding
+        from .check import main as check_main
+
+        return check_main()
 
     from . import (
         ask,
