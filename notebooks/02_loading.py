@@ -141,12 +141,12 @@ assert all(torch.equal(ours[k], theirs[k].to(ours[k].device)) for k in ours)
 del library_model, ours, theirs
 
 # %% [markdown]
-# **The context length.** `max_position_embeddings` is the number of positions the model was
-# trained for: prompt plus answer should fit in it. The tokenizer does not know it (for this model
-# its `model_max_length` is a placeholder, so `truncation=True` cuts nothing: notebook 01), and
-# `generate` does not enforce it: it stops at `max_new_tokens`, and the stopping rule it builds only
-# logs a reminder, once, when a sequence grows past the context length. That rule, on a sequence
-# one token too long:
+# **The context length.** `max_position_embeddings` is the number of positions (one per
+# [token](glossary.md#token)) the model was trained for: prompt plus answer should fit in it. The
+# tokenizer does not know it (for this model its `model_max_length` is a placeholder, so
+# `truncation=True` cuts nothing: notebook 01), and `generate` does not enforce it: it stops at
+# `max_new_tokens`, and the stopping rule it builds only logs a reminder, once, when a sequence
+# grows past the context length. That rule, on a sequence one token too long:
 
 # %%
 from transformers.generation.stopping_criteria import MaxLengthCriteria
@@ -329,10 +329,9 @@ if EMBEDDED:
 #
 # The seed tutorial contrasts `AutoModelForCausalLM` with `AutoModelForSeq2SeqLM`. A Seq2Seq model
 # (T5, BART, mT5, Marian) has two stacks: an **encoder** that reads the whole input with
-# bidirectional attention, and a **decoder** that writes the output one [token](glossary.md#token)
-# at a time and looks at the encoder's output through **cross-attention**. A causal LM (GPT, Llama,
-# Qwen, SmolLM) is a decoder alone: prompt and answer are one sequence, each position sees only the
-# ones before it.
+# bidirectional attention, and a **decoder** that writes the output one token at a time and looks at
+# the encoder's output through **cross-attention**. A causal LM (GPT, Llama, Qwen, SmolLM) is a
+# decoder alone: prompt and answer are one sequence, each position sees only the ones before it.
 #
 # A tiny, randomly initialised T5 built from a config (nothing downloaded; its output is
 # gibberish, its *structure* is what we look at), with the same vocabulary:
@@ -665,7 +664,7 @@ for name, p in list(int8.named_parameters())[:3]:
 # `lt.load_model(dtype=..., quantization=...)` is that call: `quantization` is `"8bit"`, `"nf4"`,
 # `"fp4"` (it builds the `BitsAndBytesConfig`) or your own config, and it passes
 # `device_map={"": device}` itself. It refuses the old keywords with a message naming the new ones.
-# Same weights, bit for bit, and the same [logits](glossary.md#logit) on a short text:
+# Same weights, bit for bit, and the same logits on a short text:
 
 # %%
 probe = tokenizer("The capital of France is", return_tensors="pt").input_ids.to(DEVICE)
@@ -680,6 +679,9 @@ first_8bit = next(name for name, m in int8.named_modules() if type(m).__name__ =
 for key in (f"{first_8bit}.weight", f"{first_8bit}.SCB"):
     print(f"{key:42} {str(ours[key].dtype):15} {tuple(ours[key].shape)}")
 del library_int8, ours, theirs
+with lt.expect_error(TypeError, match="quantization=") as old_keyword:
+    lt.load_model(load_in_8bit=True)
+print(old_keyword.short())
 
 # %% [markdown]
 # Every `nn.Linear` inside the layers became a `Linear8bitLt` with an `int8` weight and its
