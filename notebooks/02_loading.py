@@ -142,42 +142,19 @@ del library_model, ours, theirs
 
 # %% [markdown]
 # **The context length.** `max_position_embeddings` is the number of positions (one per
-# [token](glossary.md#token)) the model was trained for: prompt plus answer should fit in it. The
-# tokenizer does not know it (for this model its `model_max_length` is a placeholder, so
-# `truncation=True` cuts nothing: notebook 01), and `generate` does not enforce it: it stops at
-# `max_new_tokens`, and the stopping rule it builds only logs a reminder, once, when a sequence
-# grows past the context length. That rule, on a sequence one token too long:
+# [token](glossary.md#token)) the model was trained for: prompt plus answer should fit in it.
+# `lt.context_length(model)` reads it from any model's config. The tokenizer does not know it: for
+# this model its `model_max_length` is a placeholder, so `truncation=True` cuts nothing (notebook
+# 01). Nor does `generate` refuse a longer sequence; what happens past the end, with this model's
+# [rotary positions](glossary.md#rope) and with a learned position table, is pitfall 21 of
+# [notebook 06](06_pitfalls.ipynb).
 
 # %%
-from transformers.generation.stopping_criteria import MaxLengthCriteria
-
 context = model.config.max_position_embeddings
 print("max_position_embeddings:", context, "| tokenizer.model_max_length:", tokenizer.model_max_length)
-rule = MaxLengthCriteria(max_length=context + 10, max_position_embeddings=context)  # as generate builds it
-with lt.capture() as got:
-    stop = rule(torch.zeros(1, context + 1, dtype=torch.long), scores=None)
-print("stop generating?", bool(stop[0]), "| logged:", got.logs[0].split(". ")[0] + ".")
-assert not stop[0] and got.contains("exceeded the model's predefined maximum length")
+assert lt.context_length(model) == context
 if EMBEDDED:
     assert tokenizer.model_max_length > context
-
-# %% [markdown]
-# Nor does the model itself: this one computes its positions with
-# [rotary position embeddings](glossary.md#rope) (`rope_parameters` in its config) instead of looking
-# them up in a table, so a forward pass at positions past the context length runs, on positions it
-# never saw in training. Keep prompt plus `max_new_tokens` within `max_position_embeddings`.
-
-# %%
-if getattr(model.config, "rope_parameters", None):  # rotary positions (a learned table has no such rows)
-    far = torch.arange(context, context + 3, device=DEVICE)[None]
-    with torch.inference_mode():
-        far_logits = model(input_ids=tokenizer("The river flows", return_tensors="pt").input_ids[:, :3].to(DEVICE),
-                           position_ids=far).logits
-    print("positions", far[0].tolist(), "-> logits of shape", tuple(far_logits.shape),
-          "all finite:", bool(far_logits.isfinite().all()))
-    assert far_logits.isfinite().all()
-if EMBEDDED:
-    assert model.config.rope_parameters
 
 # %% [markdown]
 # ## 2. The Hub cache, `revision` and offline mode
