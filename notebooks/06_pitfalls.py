@@ -238,22 +238,16 @@ assert raw.endswith(tokenizer.eos_token) and ref_answer == raw[: -len(tokenizer.
 # %% [markdown]
 # ## 3 · Greedy decoding loops
 # **Symptom.** The transformers guide's own example: greedy decoding after "I am a cat." repeats
-# itself. A simple measure is the share of distinct 4-token n-grams (1.0: no repeated n-gram).
+# itself. A simple measure is the share of distinct 4-token n-grams, `lt.distinct_ngram_ratio`
+# (1.0: no repeated n-gram; [notebook 05, §2](05_decoding.ipynb) writes it out).
 
 # %%
-def distinct_ngrams(ids, n=4):
-    """Share of distinct ``n``-grams among all ``n``-grams of a token list (1.0 = no repetition)."""
-    ids = [int(i) for i in ids]
-    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
-    return len(set(grams)) / len(grams)
-
-
 cat = tokenizer("I am a cat.", return_tensors="pt").to(model.device)
 out_cat = checked(model.generate(**cat, max_new_tokens=24, do_sample=False, **SCORES), "the greedy loop")
 greedy_cat = new_tokens(out_cat, cat)[0]
 print(repr(tokenizer.decode(greedy_cat, skip_special_tokens=True)))
-print("distinct 4-grams:", lt.fmt(distinct_ngrams(greedy_cat), 2, kind="exact"))
-assert distinct_ngrams(greedy_cat) < 0.3
+print("distinct 4-grams:", lt.fmt(lt.distinct_ngram_ratio(greedy_cat, 4), 2, kind="exact"))
+assert lt.distinct_ngram_ratio(greedy_cat, 4) < 0.3
 
 # %% [markdown]
 # **Cause.** Greedy decoding is deterministic: once a phrase makes itself the most likely
@@ -267,8 +261,8 @@ assert distinct_ngrams(greedy_cat) < 0.3
 lt.set_seed(0)
 sampled_cat = new_tokens(model.generate(**cat, max_new_tokens=24, do_sample=True), cat)[0]
 print(repr(tokenizer.decode(sampled_cat, skip_special_tokens=True)))
-print("distinct 4-grams:", lt.fmt(distinct_ngrams(sampled_cat), 2, kind="exact"))
-assert distinct_ngrams(sampled_cat) > 0.9
+print("distinct 4-grams:", lt.fmt(lt.distinct_ngram_ratio(sampled_cat, 4), 2, kind="exact"))
+assert lt.distinct_ngram_ratio(sampled_cat, 4) > 0.9
 
 # %% [markdown]
 # <a id="temperature-ignored-warning"></a>
@@ -533,6 +527,7 @@ print(repr(fixed_answer))
 assert fixed_new[-1] == tokenizer.eos_token_id and question.split()[-1].rstrip("?") in fixed_answer
 
 # %% [markdown]
+# <a id="doubled-bos"></a>
 # ## 10 · A doubled BOS token
 # **Symptom.** Many tokenizers (Llama 2 and 3, Mistral, Gemma) add a BOS token to every string they
 # encode, and their chat templates write a BOS too. Render the template to a string, encode it again,
