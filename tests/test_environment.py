@@ -13,7 +13,7 @@ CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
 
 def pip_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    reqs = [Requirement(r) for r in project["dependencies"] + [r for extra in ("dev", "docs") for r in project["optional-dependencies"][extra]]]
     return {r.name.lower(): str(r.specifier) for r in reqs}
 
 
