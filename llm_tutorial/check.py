@@ -60,7 +60,7 @@ KERNEL_FIX = ("register this environment as a kernel with `{python} -m ipykernel
 # with the embedded model on the CPU (torch 2.13, transformers 5.23, bitsandbytes 0.50; Linux
 # x86-64), measured as the kernel process's maximum RSS (getrusage of the finished kernel).
 # Notebook 02 keeps the float32 model with its 16-bit, 8-bit and 4-bit versions to compare them.
-PEAK_RSS_MB = {"00": 990, "01": 1080, "02": 4430, "03": 1650, "04": 1240, "05": 1460, "06": 2350}
+PEAK_RSS_MB = {"00": 990, "01": 1120, "02": 3710, "03": 1660, "04": 1280, "05": 1460, "06": 2210}
 JUPYTER_MB = 600  # the Jupyter server (about 100 MB) and a browser tab showing a notebook
 # Disk: the converted model (float32 safetensors, 538 MB) in the cache; notebook 02 writes its
 # offloaded layers and a copied model folder (about 0.4 GB) to the temporary folder and removes them.
@@ -570,9 +570,12 @@ def check_generation(converted: bool | None = None) -> list[Result]:
             raise RuntimeError(f"generate() returned {new.numel()} new tokens instead of 1")
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        fix = ("unset LLM_TUTORIAL_MODEL to use the embedded model, or point it at a folder that "
-               "save_pretrained() wrote" if os.environ.get("LLM_TUTORIAL_MODEL", "").strip()
-               else "run `python -m llm_tutorial prepare` and read its error")
+        if isinstance(error, ImportError):
+            fix = SETUP
+        elif os.environ.get("LLM_TUTORIAL_MODEL", "").strip():
+            fix = "unset LLM_TUTORIAL_MODEL to use the embedded model, or point it at a folder that save_pretrained() wrote"
+        else:
+            fix = "run `python -m llm_tutorial prepare` and read its error"
         return [Result(FAIL, "generation", f"{name}: {type(error).__name__}: {message}", fix)]
     text = tokenizer.decode(new)
     seconds = time.perf_counter() - started

@@ -58,8 +58,11 @@ def exercise_questions(nb) -> dict[int, str]:
             current = None
             continue
         for line in cell.source.splitlines():
-            if re.match(r"^##\s+Exercises", line):
-                started, current = True, None
+            heading = re.match(r"^(#{1,6})\s+(.*)", line)
+            if heading:  # the exercises run from "## Exercises" to the next heading of that level
+                if len(heading.group(1)) <= 2:
+                    started = heading.group(2).startswith("Exercises")
+                current = None
                 continue
             if not started:
                 continue
@@ -67,7 +70,7 @@ def exercise_questions(nb) -> dict[int, str]:
             if item:
                 current = int(item.group(1))
                 questions[current] = [item.group(2).strip()]
-            elif current is not None and line.strip() and not line.startswith("#"):
+            elif current is not None and line.strip():
                 questions[current].append(line.strip())
             else:
                 current = None

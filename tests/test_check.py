@@ -232,6 +232,14 @@ def test_a_model_that_is_not_there_fails_before_loading_anything(tmp_path, monke
     assert "ModelNotFoundError" in result.detail
 
 
+def test_a_generation_without_torch_fails_with_the_setup_fix(monkeypatch, tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # a model folder, found without converting anything
+    monkeypatch.setenv("LLM_TUTORIAL_MODEL", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise
+    failed_with_fix(check.check_generation()[0], "make setup")
+    failed_with_fix(check.check_torch()[0], "make setup")
+
+
 # ---------------------------------------------------------------------------------------------
 # exit status
 

@@ -93,9 +93,10 @@ def test_the_glossary_goes_along(edition):
 def test_questions_are_read_in_both_list_styles():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("## Recap\n1. not an exercise\n\n## Exercises\n1. First line\n   second line"
-                                      "\n2. **Bold.** Other\n\n# heading"),
+                                      "\n2. **Bold.** Other\n### A sub-heading"),
         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["solution"]}),
         nbformat.v4.new_markdown_cell("**3.** Third one"),
+        nbformat.v4.new_markdown_cell("## Appendix\n1. not an exercise either"),
     ])
     assert student.exercise_questions(nb) == {1: "First line\nsecond line", 2: "**Bold.** Other", 3: "Third one"}
 
