@@ -167,7 +167,7 @@ SAMPLING_SETTINGS = [
 
 # one seed per setting (two different seeds across them): each case draws 3 rows x 8 tokens, and the
 # tiny GPT-2 below covers more seeds cheaply
-@pytest.mark.parametrize(("seed", "settings"), zip([0, 7, 0, 7], SAMPLING_SETTINGS), ids=str)
+@pytest.mark.parametrize(("seed", "settings"), list(zip([0, 7, 0, 7], SAMPLING_SETTINGS)), ids=str)
 def test_seeded_sampling_batch_equals_generate(model, tokenizer, batch, seed, settings):
     mine, ref = ours_and_hf(model, batch["input_ids"], batch["attention_mask"], seed=seed, max_new_tokens=8,
                             do_sample=True, eos_token_id=tokenizer.eos_token_id,
