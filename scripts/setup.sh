@@ -34,7 +34,8 @@ else
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "setup: installing $TORCH_SPEC${TORCH_INDEX_URL:+ from $TORCH_INDEX_URL}"
     "${pip[@]}" install --quiet --no-compile ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
-    "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" >/dev/null || true
+    # all of site-packages: torch and what came with it (sympy, networkx, jinja2, fsspec, ...)
+    "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
   fi
   # 2. the package, its dependencies, the dev tools and the site builder (the docs extra: make
   #    site), at the versions the notebooks were run with. uv (a pip-compatible installer) does it
