@@ -18,9 +18,10 @@
 # **The model gives a probability to every token of its vocabulary. How do we pick one, and what
 # does each way of picking do to the text?**
 #
-# Notebook 03 computed the next-token distribution, notebook 04 wrote the loop around it. This
-# notebook is about the one line of that loop that chooses the token: greedy, sampling,
-# temperature, top-k, top-p, min-p, repetition penalty, beam search, and a sampler of our own.
+# Notebook 03 computed the next-[token](glossary.md#token) distribution, notebook 04 wrote the loop
+# around it. This notebook is about the one line of that loop that chooses the token: greedy,
+# sampling, [temperature](glossary.md#temperature), [top-k, top-p, min-p](glossary.md#top-k-top-p-min-p),
+# repetition penalty, [beam search](glossary.md#beam-search), and a sampler of our own.
 # Every filter is written by hand (`llm_tutorial/sampling.py`), checked against the transformers
 # code that `generate()` runs, and measured on real text.
 
@@ -31,6 +32,7 @@ banner = lt.setup_notebook(seed=0)
 
 # %%
 import math
+import statistics
 from itertools import pairwise
 
 import matplotlib.pyplot as plt
@@ -53,8 +55,8 @@ print(type(model).__name__, model.dtype, "| vocabulary:", model.config.vocab_siz
 
 # %% [markdown]
 # A few helpers used all along: encode a plain prompt, get the next-token logits, cut the
-# generated part out of `generate()`'s output, and score a text with the unmodified model
-# (teacher forcing, as in notebook 03).
+# generated part out of `generate()`'s output, and score a text with the unmodified model: the
+# [log-prob](glossary.md#log-prob) of each of its tokens (teacher forcing, as in notebook 03).
 #
 # And one guard. A float32 forward pass gives slightly different logits on different CPUs, so a
 # greedy text would come out differently on another machine if, at some step, the top two
@@ -119,8 +121,8 @@ N_NEW = 32  # new tokens per strategy in the comparisons
 
 # %% [markdown]
 # ## 1. What the model hands us
-# One forward pass gives one score (logit) per vocabulary entry; softmax turns them into
-# probabilities. Seed 002 shows such a top-10 table for a Japanese prompt; here is ours.
+# One forward pass gives one score ([logit](glossary.md#logit)) per vocabulary entry; softmax turns
+# them into probabilities. Seed 002 shows such a top-10 table for a Japanese prompt; here is ours.
 
 # %%
 story_logits = next_logits(STORY)
@@ -132,7 +134,8 @@ for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), str
     print(f"{rank:>4}  {token_text(i):<12} {lt.fmt(p, 2, kind='prob'):>6}")
 print(f"the top 10 hold {lt.fmt(top.values.sum(), 2, kind='prob')} of the mass; "
       f"{int((story_probs > 0).sum())} tokens have a non-zero probability")
-assert abs(story_probs.sum().item() - 1) < 1e-4
+assert abs(story_probs.sum().item() - 1) < 1e-4 and top.values.sum() < 1
+assert int((story_probs > 0).sum()) == story_logits.shape[-1]  # every entry of the vocabulary, none excluded
 
 # %% [markdown]
 # Every strategy below is a rule for going from this vector to one token id.
@@ -148,9 +151,10 @@ assert torch.equal(runs[1], runs[0])
 print(tokenizer.decode(runs[0][0]))  # closest call: checked below, on a longer run with the same start
 
 # %% [markdown]
-# Seed 002 adds that greedy text tends to repeat itself. On a longer run it does: we measure the
-# **distinct n-gram ratio**, distinct n-grams / all n-grams (1.0: nothing repeats; near 0: a
-# loop), first written inline, then the package version.
+# Seed 002 adds that greedy text tends to repeat itself. On a longer run it does. Two measures:
+# the share of each 24-token window's 3-grams (runs of 3 tokens) that already occurred earlier,
+# written out below, and the **distinct n-gram ratio**, distinct n-grams / all n-grams (1.0:
+# nothing repeats; near 0: a loop), which `lt.distinct_ngram_ratio` computes.
 
 # %%
 with torch.inference_mode():
@@ -163,12 +167,6 @@ print(tokenizer.decode(greedy_ids))
 
 
 # %%
-def distinct_ratio(tokens, n):
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    return len(set(grams)) / len(grams)
-
-
-assert distinct_ratio(greedy_ids, 3) == lt.distinct_ngram_ratio(greedy_ids, 3)
 window = 24
 seen_grams, repeated_share = set(), []
 for start in range(0, len(greedy_ids), window):
@@ -187,9 +185,38 @@ assert lt.distinct_ngram_ratio(greedy_ids, 3) < 0.7
 # same sentence again: greedy has no way out of a loop it has entered.
 #
 # ## 3. Pure sampling: draw from the distribution as it is
-# `do_sample=True` draws the next token with probability equal to the model's. Careful:
-# `do_sample=True` alone is *not* pure sampling, because `generate()` then applies `top_k=50` by
-# default (evidence in section 10). Pure sampling needs `top_k=0`. `num_return_sequences=3` draws
+# `do_sample=True` draws the next token at random, each with its probability under the model.
+# Careful: `do_sample=True` alone is *not* pure sampling.
+#
+# <a id="implicit-top-k"></a>
+# **The implicit `top_k=50`.** A generation setting you do not pass comes from the model's
+# `generation_config`; what that leaves unset comes from transformers' own defaults, and there
+# `top_k` is 50. So `do_sample=True` alone draws among the 50 most likely tokens only, and cuts
+# the tail you may have wanted. We print both sources, then ask `generate()` itself: with
+# `output_scores=True` it returns the scores it drew from, after every filter (a removed token is
+# `-inf`).
+
+# %%
+from transformers import GenerationConfig
+
+FIELDS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
+shipped = {f: getattr(model.generation_config, f) for f in FIELDS}
+library = {f: GenerationConfig._get_default_generation_params().get(f) for f in FIELDS}
+print("this model's generation_config:   ", shipped)
+print("transformers' defaults for the rest:", library)
+left = {}
+for call, extra in [("do_sample=True", {}), ("do_sample=True, top_k=0", {"top_k": 0})]:
+    with torch.inference_mode():
+        first_step = model.generate(**STORY, max_new_tokens=1, do_sample=True, **extra, **SCORES).scores[0]
+    left[call] = int(first_step.isfinite().sum())
+    print(f"{call:<24} draws among {left[call]} tokens")
+top_k_in_effect = shipped["top_k"] if shipped["top_k"] is not None else library["top_k"]
+assert library["top_k"] == 50
+if all(shipped[f] in (None, library[f]) for f in ("top_p", "min_p")):  # nothing else cuts the tail
+    assert left["do_sample=True"] == top_k_in_effect and left["do_sample=True, top_k=0"] == story_logits.shape[-1]
+
+# %% [markdown]
+# Pure sampling needs `top_k=0`: every token keeps its chance. `num_return_sequences=3` draws
 # three samples in one batched call.
 
 # %%
@@ -202,18 +229,14 @@ for i, ids in enumerate(pure_ids):
 
 
 # %% [markdown]
-# How different are they? We count the 3-grams two samples share (Jaccard overlap: shared /
-# all distinct) and how long their common start is.
+# How different are they? We count the 3-grams two samples share (`lt.ngram_overlap`, the Jaccard
+# overlap: shared distinct 3-grams / all distinct 3-grams of both), averaged over the pairs, and
+# how long their common start is.
 
 # %%
-def ngram_set(tokens, n=3):
-    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
-
-
 def mean_overlap(samples, n=3):
     pairs = [(a, b) for i, a in enumerate(samples) for b in samples[i + 1:]]
-    return sum(len(ngram_set(a, n) & ngram_set(b, n)) / len(ngram_set(a, n) | ngram_set(b, n))
-               for a, b in pairs) / len(pairs)
+    return sum(lt.ngram_overlap(a, b, n) for a, b in pairs) / len(pairs)
 
 
 def common_prefix(samples):
@@ -232,28 +255,45 @@ assert len({tuple(s) for s in pure_ids}) == 3 and pure_overlap < 0.2
 
 # %% [markdown]
 # Why it can lose the thread: every draw has a chance of picking a token the model itself found
-# unlikely, and everything after is conditioned on it. We score each sample's tokens with the
-# plain model and look at the least likely pick, compared with greedy's first tokens. (The
-# checks: no log-prob sits at the 1% line, and no two picks tie for the rarest.)
+# unlikely, and everything after is conditioned on it. How big a chance? At each step, the total
+# probability of the tokens below 1% is the chance that the draw lands among them; summed over a
+# sample's steps, it is how many such picks to expect. One forward pass over the three samples
+# gives every step's distribution, and the log-prob of each drawn token. Greedy's first tokens,
+# scored the same way, for comparison. (The checks: no log-prob sits at the 1% line, and no two
+# picks tie for the rarest.)
 
 # %%
 RARE = math.log(0.01)
 greedy_lp = logprobs_of(STORY_IDS, greedy_ids[:N_NEW])
-pure_lps = [logprobs_of(STORY_IDS, ids) for ids in pure_ids]
-print("           mean log-prob  picks below 1%  rarest pick")
-for name, ids, lp in [("greedy", greedy_ids[:N_NEW], greedy_lp)] + [
-        (f"sample {i}", ids, lp) for i, (ids, lp) in enumerate(zip(pure_ids, pure_lps, strict=True))]:
+assert all(len(ids) == N_NEW for ids in pure_ids)  # no EOS: the rows of `pure` are exactly the samples
+with torch.inference_mode():
+    step_logprobs = torch.log_softmax(model(pure).logits[:, len(STORY_IDS) - 1:-1].float(), -1)  # [3, N_NEW, vocab]
+pure_lps = list(step_logprobs.gather(-1, pure[:, len(STORY_IDS):, None])[..., 0])  # the drawn tokens
+lt.check_threshold(step_logprobs, RARE, "the tokens below 1%", kind="logit")
+rare_chance = step_logprobs.exp().masked_fill(step_logprobs >= RARE, 0).sum(-1)  # [3, N_NEW]: P(draw below 1%)
+print(f"{'':<10} {'mean log-prob':>13}  {'picks below 1%: seen':>20}  {'expected':>8}  rarest pick")
+for name, ids, lp, chance in [("greedy", greedy_ids[:N_NEW], greedy_lp, None)] + [
+        (f"sample {i}", *row) for i, row in enumerate(zip(pure_ids, pure_lps, rare_chance, strict=True))]:
     lt.check_threshold(lp, RARE, f"the picks of {name} below 1%", kind="logit")
     lt.check_gap(lt.ranking_gap(-lp, 1), f"the rarest pick of {name}")
     worst = int(lp.argmin())
-    print(f"{name:<10} {lt.fmt(lp.mean(), decimals=2, kind='logit'):>13}  {int((lp < RARE).sum()):>14}  "
-          f"{token_text(ids[worst])} p={prob_text(lp[worst].exp())}")
-rare_pure = sum(int((lp < RARE).sum()) for lp in pure_lps)
-assert rare_pure > 4 * int((greedy_lp < RARE).sum())
+    expected = "-" if chance is None else lt.fmt(chance.sum(), 2, kind="prob")  # greedy draws nothing
+    print(f"{name:<10} {lt.fmt(lp.mean(), decimals=2, kind='logit'):>13}  {int((lp < RARE).sum()):>20}  "
+          f"{expected:>8}  {token_text(ids[worst])} p={prob_text(lp[worst].exp())}")
+observed = sum(int((lp < RARE).sum()) for lp in pure_lps)
+spread = math.sqrt((rare_chance * (1 - rare_chance)).sum().item())  # standard deviation of that count
+print(f"chance per draw of a token below 1%: {lt.fmt(rare_chance.mean(), 2, kind='prob')} on average; "
+      f"in all {rare_chance.numel()} draws {observed} such picks, {lt.fmt(rare_chance.sum(), 2, kind='prob')} "
+      f"± {lt.fmt(spread, 1, kind='prob')} expected")
+assert int((greedy_lp < RARE).sum()) == 0  # greedy never picked a token below 1% here
+assert abs(observed - rare_chance.sum().item()) < 3 * spread  # the samples pick rare tokens as often as predicted
+assert 0.2 < rare_chance.mean() < 0.3  # about one draw in four
 assert all(lp.mean() < greedy_lp.mean() for lp in pure_lps)
 
 # %% [markdown]
-# The rarest pick in a sample, in context (the token between `[[ ]]`):
+# About one draw in four lands on a token the model gave less than 1%, and the samples did pick
+# them about as often as that predicts (within 3 standard deviations of a count of independent
+# chances). Greedy never did. The rarest pick in a sample, in context (the token between `[[ ]]`):
 
 # %%
 wild = min(range(len(pure_ids)), key=lambda i: pure_lps[i].min().item())
@@ -294,7 +334,8 @@ plt.show()
 
 
 # %% [markdown]
-# The same in numbers: entropy (in bits: how many yes/no questions the next token is worth),
+# The same in numbers: entropy (in [bits](glossary.md#nats-and-bits): how many yes/no questions
+# the next token is worth),
 # the top token's probability, and how many tokens it takes to cover 90% of the mass (the set
 # that top-p = 0.9 keeps, section 5). Few digits: dividing by a small T also multiplies the tiny
 # differences between CPUs.
@@ -397,9 +438,10 @@ print(f"the sample at T=0.01 equals greedy's {N_NEW} tokens: {cold_ids == greedy
 assert cold_ids == greedy_ids[:N_NEW]
 
 # %% [markdown]
-# **Seed 000 has it backwards.** It says temperature "ranges over 1-0; the closer to 0, the more
-# creative; the closer to 1, the more the answer follows the probabilities". The numbers of this
-# run say the opposite:
+# <a id="temperature-myth"></a>
+# **The temperature myth: seed 000 has it backwards.** It says temperature "ranges over 1-0; the
+# closer to 0, the more creative; the closer to 1, the more the answer follows the probabilities".
+# The numbers of this run say the opposite:
 
 # %%
 cold_row, warm_row = temp_table[temp_grid.index(0.1)], temp_table[temp_grid.index(1.0)]
@@ -425,15 +467,18 @@ assert cold_row[1] < warm_row[1] and cold_row[2] > warm_row[2] and same_as_greed
 # %%
 try:
     model.generate(**STORY, max_new_tokens=2, do_sample=True, temperature=0.0)
+    hf_message = None
 except ValueError as error:
     hf_message = str(error)
 print(hf_message)
-assert "strictly positive" in hf_message and "do_sample=False" in hf_message
+assert hf_message is not None and "strictly positive" in hf_message and "do_sample=False" in hf_message
 try:
     lt.apply_temperature(unsure_logits, 0)
+    our_message = None
 except ValueError as error:
-    print(error)
-    assert "do_sample=False" in str(error)
+    our_message = str(error)
+print(our_message)
+assert our_message is not None and "do_sample=False" in our_message
 
 # %% [markdown]
 # A trap next to it: `temperature=2`, an `int`, is refused too, with a message that reads as if 2
@@ -452,24 +497,10 @@ assert len(int_errors) == 2 and all("float" in e for e in int_errors)
 assert torch.equal(lt.apply_temperature(unsure_logits, 2), lt.apply_temperature(unsure_logits, 2.0))
 
 # %% [markdown]
-# **`temperature` without `do_sample=True` does nothing.** Greedy ignores it; transformers says
-# so in a warning (captured here, so we can assert it) and the text is greedy's.
-# Mind that transformers shows many such warnings only **once per process**: the second identical
-# call prints nothing. A warning you do not see may have been shown an hour ago, in another cell.
-
-# %%
-with lt.capture() as got, torch.inference_mode():
-    ignored = model.generate(**STORY, max_new_tokens=8, temperature=0.3)
-print(got)
-assert got.contains("not valid and may be ignored") and got.contains("temperature")
-assert torch.equal(ignored, runs[0])  # exactly the greedy text
-
-with lt.capture() as again, torch.inference_mode():
-    model.generate(**STORY, max_new_tokens=1, temperature=0.3)
-print("second time:", again)
-assert not again.contains("may be ignored")
-
-# %% [markdown]
+# And `temperature` without `do_sample=True` does nothing at all: greedy ignores it, with a
+# warning shown only once per process ([notebook 06](06_pitfalls.ipynb#temperature-ignored-warning)
+# reproduces it).
+#
 # ## 5. Top-k and top-p: cut the long tail
 # **Top-k** keeps the k most likely tokens. **Top-p** (nucleus) keeps the smallest set of most
 # likely tokens whose mass reaches p. Both set the rest to `-inf`, so softmax gives them 0. Our
@@ -495,22 +526,38 @@ nucleus_margin(unsure_logits, 0.9, "top-p 0.9 after 'My favourite food is'")
 n_top_p = int(kept_p.isfinite().sum())
 print("top-k=10 keeps", int(kept_k.isfinite().sum()), "tokens; top-p=0.9 keeps", n_top_p)
 
+# %% [markdown]
+# The whole vocabulary, most likely first, on log scales (a linear axis would squeeze the first
+# ten tokens into a corner): each token's probability, coloured by the filter that keeps it, and
+# the cumulative mass, which crosses 0.9 exactly where top-p cuts.
+
 # %%
-shown = 60
-sorted_probs, sorted_ids = unsure_logits.softmax(-1)[0].sort(descending=True)
-fig, ax = plt.subplots(figsize=(9, 3.2))
-colors = ["tab:blue" if r < 10 else ("tab:orange" if r < n_top_p else "lightgray") for r in range(shown)]
-ax.bar(range(shown), sorted_probs[:shown].tolist(), color=colors)
-ax.axvline(9.5, color="tab:blue", linestyle="--", label="top-k = 10 cut")
-ax.axvline(n_top_p - 0.5, color="tab:orange", linestyle="--", label=f"top-p = 0.9 cut ({n_top_p} tokens)")
-ax2 = ax.twinx()
-ax2.plot(range(shown), sorted_probs[:shown].cumsum(-1).tolist(), color="black", linewidth=1)
-ax2.set_ylabel("cumulative mass")
-ax.set_xlabel("tokens, most likely first")
+sorted_probs = unsure_logits.softmax(-1)[0].sort(descending=True).values
+mass = sorted_probs.cumsum(-1)
+assert mass[n_top_p - 1] >= 0.9 > mass[n_top_p - 2]  # top-p: the smallest set that reaches 0.9
+vocab = sorted_probs.numel()
+fig, ax = plt.subplots(figsize=(9, 3.6))
+for first, last, color, label in [(1, 10, "tab:blue", "kept by top-k = 10 (and by top-p)"),
+                                  (10, n_top_p, "tab:orange", "kept by top-p = 0.9 only"),
+                                  (n_top_p, vocab, "silver", "removed by both")]:
+    ranks = range(first, last + 1)  # neighbouring segments share a point, so the line is unbroken
+    ax.plot(ranks, sorted_probs[first - 1:last].tolist(), color=color, linewidth=2.5, label=label)
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_ylim(1e-9, 1)  # the last tokens' probabilities go further down, off the axis
+ax.set_xlabel(f"rank of the token (1 = most likely; all {vocab} tokens)")
 ax.set_ylabel("probability")
+ax2 = ax.twinx()
+ax2.plot(range(1, vocab + 1), mass.tolist(), color="black", linewidth=1, label="cumulative mass")
+ax2.axhline(0.9, color="tab:orange", linestyle=":", linewidth=1)
+ax2.plot([n_top_p], [mass[n_top_p - 1].item()], "o", color="tab:orange",
+         label=f"mass reaches 0.9 at rank {n_top_p}")
+ax2.set_ylim(0, 1.02)
+ax2.set_ylabel("cumulative mass")
 ax.set_title("Which tokens survive after 'My favourite food is'")
-ax.legend(loc="center right")
-plt.tight_layout()
+lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+fig.legend(lines, [line.get_label() for line in lines], loc="lower center", ncol=3, fontsize=8)
+plt.tight_layout(rect=(0, 0.12, 1, 1))
 plt.show()
 
 # %% [markdown]
@@ -549,6 +596,7 @@ assert min(nucleus_sizes) == 1 and max(nucleus_sizes) > 50
 
 
 # %% [markdown]
+# <a id="top-p-draws"></a>
 # ### Llama's top-p, in our own code
 # Seed 002 shows how Llama 3's reference code samples: sort the probabilities descending,
 # cumulative sum, zero what lies past p, renormalise, draw, map the drawn position back to a
@@ -712,10 +760,12 @@ print(f"they part at new token {split}: greedy's {token_text(greedy_ids[split])}
 assert greedy_ids[split] in STORY_IDS + greedy_ids[:split]
 
 # %% [markdown]
-# **Too much of it.** The penalty does not know which tokens matter. A chat prompt contains the
-# end-of-turn token (`tokenizer.eos_token`, `<|im_end|>` here) after the system and user turns,
-# and that is the token the model must produce to stop. A strong penalty pushes it down, and the
-# model never stops:
+# <a id="repetition-penalty-eos"></a>
+# **Too much of it: the penalty pushes down EOS.** The penalty does not know which tokens matter.
+# A prompt built with the [chat template](glossary.md#chat-template) contains the end-of-turn token
+# ([EOS](glossary.md#eos), `tokenizer.eos_token`: `<|im_end|>` here) after the system and user
+# turns, and that is the token the model must produce to stop. A strong penalty pushes it down, and
+# the model never stops:
 
 # %%
 QUESTION = lt.chat_inputs(tokenizer, "What is the capital of France? Answer with one word.", device=model.device)
@@ -905,7 +955,7 @@ assert common_prefix(beam_ids) > common_prefix(pure_ids) and beam_overlap > 2 * 
 # ranked by `total log-prob / length ** length_penalty`, where length counts the new tokens, EOS
 # included (not the prompt). Log-probs are negative, so 0 ranks by the plain total (short answers
 # win) and larger values favour longer ones. On a chat question, the `sequences_scores` that
-# `generate` returns follow this formula (default `length_penalty=1.0`), and re-ranking the same
+# `generate()` returns follow this formula (default `length_penalty=1.0`), and re-ranking the same
 # four finished answers with other values moves the winner:
 
 # %%
@@ -913,23 +963,48 @@ assert common_prefix(beam_ids) > common_prefix(pure_ids) and beam_overlap > 2 * 
 # beams that end at different steps (EOS) are not covered by beam_closest_call: a near-tie could keep others
 DESCRIBE = lt.chat_inputs(tokenizer, "Describe the sea in one sentence.", device=model.device)
 d_len = DESCRIBE["input_ids"].shape[1]
-with torch.inference_mode():
-    sea_out = model.generate(**DESCRIBE, max_new_tokens=40, do_sample=False, num_beams=4, num_return_sequences=4,
-                             return_dict_in_generate=True, output_scores=True)
-finished = []
-for row, score in zip(sea_out.sequences, sea_out.sequences_scores.tolist(), strict=True):
-    answer = row[d_len:].tolist()
-    answer = answer[:answer.index(EOS) + 1] if EOS in answer else answer
-    total = logprobs_of(DESCRIBE["input_ids"][0].tolist(), answer).sum().item()
-    assert abs(total / len(answer) - score) < 1e-3  # length_penalty 1.0: the mean log-prob
-    finished.append((total, len(answer), answer))
+
+
+def sea_beams(length_penalty):
+    """(total log-prob, length, ended by EOS, text) of the 4 answers generate() returns, best first."""
+    with torch.inference_mode():
+        out = model.generate(**DESCRIBE, max_new_tokens=40, do_sample=False, num_beams=4, num_return_sequences=4,
+                             length_penalty=length_penalty, return_dict_in_generate=True, output_scores=True)
+    scored = lt.token_logprobs(model, out.sequences)[:, d_len - 1:]  # one pass; pads after an EOS not counted
+    beams = []
+    for row, lp, score in zip(out.sequences[:, d_len:].tolist(), scored, out.sequences_scores.tolist(), strict=True):
+        length = row.index(EOS) + 1 if EOS in row else len(row)
+        total = lp[:length].sum().item()
+        assert abs(total / length ** length_penalty - score) < 1e-3  # the formula, as generate() applies it
+        beams.append((total, length, EOS in row, tokenizer.decode(row[:length], skip_special_tokens=True)))
+    return beams
+
+
+finished = {1.0: sea_beams(1.0)}
 print("tokens  lp=0 (total)   lp=1.0   lp=2.0")
-for total, length, answer in finished:
-    print(f"{length:>6} {total:13.2f} {total / length:8.3f} {total / length ** 2:8.4f}  "
-          f"{tokenizer.decode(answer, skip_special_tokens=True)!r}")
-winners = {lp: max(finished, key=lambda f, lp=lp: f[0] / f[1] ** lp)[1] for lp in (0.0, 1.0, 2.0)}
-print("length of the winner:", winners)
-assert winners[0.0] == min(f[1] for f in finished) and winners[2.0] == max(f[1] for f in finished)
+for total, length, _, text in finished[1.0]:
+    print(f"{length:>6} {total:13.2f} {total / length:8.3f} {total / length ** 2:8.4f}  {text!r}")
+reranked = {lp: max(finished[1.0], key=lambda f, lp=lp: f[0] / f[1] ** lp)[1] for lp in (0.0, 1.0, 2.0)}
+print("length of the winner, re-ranked:", reranked)
+assert reranked[0.0] == min(f[1] for f in finished[1.0]) and reranked[2.0] == max(f[1] for f in finished[1.0])
+
+# %% [markdown]
+# Re-ranking after the fact is not what `generate(length_penalty=2.0)` does. The value acts during
+# the search: `generate()` keeps only the `num_beams` best *finished* beams by this score as they
+# come in, and decides by it when to stop looking for better ones. Run with 2.0, the same question
+# gives other answers, not just another order:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# the same reason: which beams finish, and when the search stops, can hinge on near-ties
+finished[2.0] = sea_beams(2.0)
+for total, length, ended, text in finished[2.0]:
+    print(f"{length:>3} tokens, {'ended by EOS' if ended else 'cut at max_new_tokens':<21} total {total:7.2f}  "
+          f"score {total / length ** 2:8.4f}  {text[-50:]!r}")
+in_common = len({f[3] for f in finished[2.0]} & {f[3] for f in finished[1.0]})
+print(f"answers in common with the default run: {in_common} of 4; winner's length {finished[2.0][0][1]} "
+      f"(re-ranking predicted {reranked[2.0]})")
+assert finished[2.0][0][1] >= reranked[2.0] > finished[1.0][0][1]  # the search went on to longer answers
 
 # %% [markdown]
 # **`num_return_sequences` with sampling** draws that many independent samples in one call (we did
@@ -965,8 +1040,8 @@ assert torch.equal(final, lt.top_k_filter(lt.apply_temperature(seen, 0.5), 50)) 
 
 # %% [markdown]
 # So the order is: repetition penalty (and the other built-in processors), **then your
-# processors**, then the sampling warpers (temperature, top-k, top-p, min-p). And the 50 finite
-# logits at the end are the `top_k=50` that `do_sample=True` applies when you do not set `top_k`.
+# processors**, then the sampling warpers (temperature, top-k, top-p, min-p). The 50 finite logits
+# at the end are the implicit `top_k=50` of [section 3](#implicit-top-k).
 
 # %% [markdown]
 # ### A Mirostat-style sampler
@@ -1093,67 +1168,122 @@ assert view.value == "<pre>" + explorer_text() + "</pre>"
 
 # %% [markdown]
 # ## 12. All strategies side by side
-# The same prompt, 32 new tokens each, one output per strategy (the first sample, seeded, for
-# the sampling ones; the rows from earlier sections are reused). Distinct 3-gram ratio: higher = less repetition. Mean log-prob: the
-# plain model's average log-probability of the generated tokens (higher = more "expected" text).
+# The same prompt, 32 new tokens each. Greedy, beam search and the penalty are deterministic: one
+# text each, from sections 2, 9 and 7. A sampled text is one draw, and a ranking built on one draw
+# per strategy would rank luck, so every sampling strategy gets 4 samples. All of them are drawn in
+# one batched call: a processor (section 10) applies each block of rows its own settings with the
+# functions of sections 4-6 (equal to transformers' warpers, checked there), and the
+# Mirostat-style rows get their own sampler. With `output_logits=True`, `generate()` also returns
+# the model's logits *before* any processor: the plain model's log-prob of every drawn token, with
+# no extra pass.
+#
+# One row uses the values that Llama's reference `generate()` defaults to: seed 004 quotes its
+# signature, `temperature: float = 0.6, top_p: float = 0.9`. A model in transformers carries its
+# own in `generation_config` (section 3 prints the embedded model's: it sets none, so
+# `generate()` falls back to greedy unless told to sample).
+#
+# Distinct n-gram ratios: higher = less repetition. Mean log-prob: the plain model's average
+# log-probability of the generated tokens (higher = more "expected" text); for the sampled rows,
+# the average over the 4 samples, with the lowest and highest sample.
 
 # %%
-def sampled(**kwargs):
-    lt.set_seed(7)
-    with torch.inference_mode():
-        out = model.generate(**STORY, max_new_tokens=N_NEW, do_sample=True, **kwargs)
-    return generated(out, len(STORY_IDS))[0]
+class PerRow(LogitsProcessor):
+    """Each block of rows gets its own processing: lt.process_logits settings, or a processor."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks  # [(rows, settings dict or LogitsProcessor)]
+
+    def __call__(self, input_ids, scores):
+        out = scores.clone()
+        for rows, how in self.blocks:
+            out[rows] = lt.process_logits(scores[rows], **how) if isinstance(how, dict) else how(input_ids[rows], scores[rows])
+        return out
 
 
-results = {
-    "greedy": greedy_ids[:N_NEW],
-    "beam search, 5 beams": beam_ids[0],
-    "greedy + repetition penalty 1.3": penalised_ids,
-    "pure sampling (top_k=0)": pure_ids[0],
-    "temperature 0.7 (top_k=0)": sampled(temperature=0.7, top_k=0),
-    "top-k 50 (do_sample default)": sampled(top_k=50),
-    "top-p 0.9 (top_k=0)": sampled(top_p=0.9, top_k=0),
-    "min-p 0.1 (top_k=0)": sampled(min_p=0.1, top_k=0),
-    "Mirostat-style, 3 bits": miro_ids[1],
+SAMPLES = 4
+sampling = {
+    "pure sampling (top_k=0)": {},
+    "Llama's defaults: T 0.6, top-p 0.9": dict(temperature=0.6, top_p=0.9),
+    "top-k 50 (do_sample default)": dict(top_k=50),
+    "top-p 0.9": dict(top_p=0.9),
+    "min-p 0.1": dict(min_p=0.1),
+    "Mirostat-style, 3 bits": MirostatStyle([3.0] * SAMPLES),
 }
-assert all(len(ids) == N_NEW for ids in results.values())  # no EOS: one batch scores them all
-scored = lt.token_logprobs(model, torch.tensor([STORY_IDS + ids for ids in results.values()], device=model.device))
-summary = {}
-print(f"{'strategy':<32} {'distinct-2':>10} {'distinct-3':>10} {'mean log-prob':>13}  output")
-for (name, ids), lp in zip(results.items(), scored[:, len(STORY_IDS) - 1:], strict=True):
-    summary[name] = (lt.distinct_ngram_ratio(ids, 3), lp.mean().item())
-    print(f"{name:<32} {lt.fmt(lt.distinct_ngram_ratio(ids, 2), decimals=3, kind='exact'):>10} "
-          f"{lt.fmt(summary[name][0], decimals=3, kind='exact'):>10} "
-          f"{lt.fmt(summary[name][1], decimals=2, kind='logit'):>13}  {tokenizer.decode(ids)[:40]!r}...")
+blocks = [(slice(i * SAMPLES, (i + 1) * SAMPLES), how) for i, how in enumerate(sampling.values())]
+batch = {key: value.repeat(len(sampling) * SAMPLES, 1) for key, value in STORY.items()}
+lt.set_seed(7)
+with torch.inference_mode():
+    drawn = model.generate(**batch, max_new_tokens=N_NEW, do_sample=True, top_k=0, output_logits=True,
+                           return_dict_in_generate=True, logits_processor=LogitsProcessorList([PerRow(blocks)]))
+new_tokens = drawn.sequences[:, len(STORY_IDS):]
+plain_lp = torch.log_softmax(torch.stack(drawn.logits, 1).float(), -1).gather(-1, new_tokens[..., None])[..., 0]
+assert torch.allclose(plain_lp[0], logprobs_of(STORY_IDS, new_tokens[0].tolist()), atol=1e-4)  # = teacher forcing
+ended = (new_tokens == EOS).long()
+counted = (ended.cumsum(-1) - ended) == 0  # every new token up to the first EOS, included
+drawn_ids = generated(drawn.sequences, len(STORY_IDS))
+drawn_means = ((plain_lp * counted).sum(-1) / counted.sum(-1)).tolist()
+
+results = {"greedy": [(greedy_ids[:N_NEW], greedy_lp.mean().item())],
+           "beam search, 5 beams": [(beam_ids[0], beam_totals[0] / N_NEW)],
+           "greedy + repetition penalty 1.3": [(penalised_ids, logprobs_of(STORY_IDS, penalised_ids).mean().item())]}
+for i, name in enumerate(sampling):
+    results[name] = [(drawn_ids[r], drawn_means[r]) for r in range(i * SAMPLES, (i + 1) * SAMPLES)]
+summary = {}  # name: (distinct-3, mean log-prob, its standard error)
+print(f"{'strategy':<35} {'distinct-2':>10} {'distinct-3':>10}  {'mean log-prob':>13} {'± 2 SE':>7}")
+for name, rows in results.items():
+    means = [m for _, m in rows]
+    error = statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else 0.0  # 0: deterministic
+    summary[name] = (sum(lt.distinct_ngram_ratio(ids, 3) for ids, _ in rows) / len(rows), statistics.mean(means), error)
+    d2 = sum(lt.distinct_ngram_ratio(ids, 2) for ids, _ in rows) / len(rows)
+    print(f"{name:<35} {lt.fmt(d2, decimals=3, kind='exact'):>10} {lt.fmt(summary[name][0], decimals=3, kind='exact'):>10}  "
+          f"{lt.fmt(summary[name][1], decimals=2, kind='logit'):>13} "
+          f"{lt.fmt(2 * error, decimals=2, kind='logit') if len(rows) > 1 else '':>7}")
 print(f"\n(for scale: greedy over {len(greedy_ids)} tokens, section 2: distinct-2 "
       f"{lt.fmt(lt.distinct_ngram_ratio(greedy_ids, 2), decimals=3, kind='exact')}, "
       f"distinct-3 {lt.fmt(lt.distinct_ngram_ratio(greedy_ids, 3), decimals=3, kind='exact')})")
 
 # %% [markdown]
-# The outputs in full:
+# The outputs (the first sample of each sampling strategy):
 
 # %%
-for name, ids in results.items():
-    print(f"{name}:\n  {tokenizer.decode(ids)!r}\n")
+for name, rows in results.items():
+    print(f"{name}:\n  {tokenizer.decode(rows[0][0])!r}\n")
+
+# %% [markdown]
+# An average of 4 samples still carries sampling noise: its standard error (SE, the spread of the 4
+# values divided by √4) says how far another 4 samples' average might land. We call one strategy
+# clearly more likely than another only when the averages differ by more than twice their
+# combined standard error, and check which pairs are that clear:
 
 # %%
-assert summary["beam search, 5 beams"][1] >= summary["greedy"][1]
-assert all(summary["greedy"][1] > value[1] for name, value in summary.items()
-           if name not in ("greedy", "beam search, 5 beams"))
-assert summary["pure sampling (top_k=0)"][1] == min(v[1] for v in summary.values())  # the least likely text
+def clearly_above(a, b):
+    """a's mean log-prob is above b's by more than twice their combined standard error."""
+    return summary[a][1] - summary[b][1] > 2 * math.hypot(summary[a][2], summary[b][2])
+
+
+sampled_names = list(sampling)
+print("clearly below greedy:", [name for name in sampled_names if clearly_above("greedy", name)])
+print("clearly above pure sampling:", [name for name in sampled_names if clearly_above(name, sampled_names[0])])
+assert summary["beam search, 5 beams"][1] >= summary["greedy"][1]  # both deterministic
 assert summary["greedy + repetition penalty 1.3"][0] > summary["greedy"][0]
-for truncated in ("top-k 50 (do_sample default)", "top-p 0.9 (top_k=0)", "min-p 0.1 (top_k=0)"):
-    assert summary[truncated][1] > summary["pure sampling (top_k=0)"][1]  # cutting the tail helps
+assert all(clearly_above("greedy", name) for name in sampled_names)
+pure_name, llama_name, top_k_name, top_p_name, min_p_name, mirostat_name = sampled_names
+assert all(clearly_above(name, pure_name) for name in (llama_name, min_p_name, mirostat_name))
+assert not clearly_above(top_k_name, pure_name) and not clearly_above(top_p_name, pure_name)
+assert all(summary[name][1] > summary[pure_name][1] for name in sampled_names[1:])  # on average, all above pure
+assert summary[llama_name][1] == max(summary[name][1] for name in sampled_names)
 
 # %% [markdown]
 # Reading the table: at 32 tokens repetition is only starting to show (greedy's loop takes over
 # later, section 2; the penalty removes even its first repeats). What separates the strategies
-# here is how *likely* the text is under the model: beam search, then greedy, score highest; pure
-# sampling lowest, with its rare picks; temperature below 1 and the truncation filters (top-k,
-# top-p, min-p) sit in between, which is why chat models ship with settings like
-# `temperature=0.7, top_p=0.9`. Some rows start with the same words: every sampling row uses the
-# same seed, so where their filtered distributions agree they draw the same tokens.
-#
+# here is how *likely* the text is under the model. Beam search, then greedy, score highest, and
+# every sampling strategy is clearly below greedy. Llama's defaults (a sharper distribution, cut
+# to its nucleus) come closest; they, min-p and the Mirostat-style sampler are clearly above pure
+# sampling. Top-k 50 and top-p 0.9 are above it on average, but 4 samples cannot tell them apart
+# from it: on an uncertain step both still keep a broad tail (top-p kept thousands of tokens at
+# one step of greedy's story, section 5).
+
+# %% [markdown]
 # ## Recap
 # - Greedy (`do_sample=False`) is deterministic and loops on long outputs; beam search finds
 #   higher-probability text, with even less variety.
@@ -1162,7 +1292,8 @@ for truncated in ("top-k 50 (do_sample default)", "top-p 0.9 (top_k=0)", "min-p 
 # - Temperature divides the logits: low T is sharp (T → 0 is greedy), T = 1 is the model as is,
 #   high T is flat. Seed 000's "near 0 = creative" is backwards. `temperature=0` with sampling is
 #   an error, and so is an `int` like `temperature=2` (write `2.0`); `temperature` without
-#   `do_sample=True` is ignored with a once-per-process warning.
+#   `do_sample=True` is ignored with a once-per-process warning
+#   ([notebook 06](06_pitfalls.ipynb#temperature-ignored-warning)).
 # - Top-k keeps a fixed number of tokens, top-p and min-p adapt to the model's confidence. Our
 #   filters equal transformers' bit for bit, top-p's float-rounding boundary included; Llama's
 #   top-p keeps one token more on an exact tie, and samples the same distribution but not the same
@@ -1171,6 +1302,8 @@ for truncated in ("top-k 50 (do_sample default)", "top-p 0.9 (top_k=0)", "min-p 
 #   not commute. Your own `logits_processor`s run after the penalty, before temperature.
 # - A repetition penalty also hits the end-of-turn token of a chat prompt: too high and the model
 #   cannot stop.
+# - Beam search's `length_penalty` decides which finished beams the search keeps, not only their
+#   order. Comparing sampling strategies takes several samples each: one draw ranks luck.
 #
 # ## Exercises
 # 1. **Ban a word.** Write a `LogitsProcessor` that makes the story never contain the token
@@ -1180,9 +1313,10 @@ for truncated in ("top-k 50 (do_sample default)", "top-p 0.9 (top_k=0)", "min-p 
 #    highest temperature at which a 32-token sample still equals greedy's text with probability
 #    at least 0.5.
 # 3. **Top-p vs min-p.** For each of greedy's 32 steps, count the tokens kept by `top_p=0.9` and by
-#    `min_p=0.1`. On how many steps does min-p keep fewer tokens?
+#    `min_p=0.1`. On how many steps does min-p keep fewer tokens, on how many more, and what are
+#    the steps where the two agree like?
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 # Exercise 1
 class BanTokens(LogitsProcessor):
     def __init__(self, token_ids):
@@ -1204,7 +1338,7 @@ print(tokenizer.decode(banned_ids))
 assert city[0] in greedy_ids[:16] and city[0] not in banned_ids
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 # Exercise 2
 def p_same(t):
     return math.exp(torch.log_softmax(path_logits / t, -1).gather(1, greedy_targets[:, None]).sum().item())
@@ -1218,12 +1352,19 @@ lt.check_threshold([p_same(low / 100), p_same(high / 100)], 0.5, "the answer's t
 print(f"highest T with P(sample == greedy) >= 0.5: {low / 100} (P = {lt.fmt(p_same(low / 100), 2, kind='prob')})")
 assert p_same(low / 100) >= 0.5 > p_same(high / 100) and high == low + 1
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 # Exercise 3
 min_p_margin(path_logits, 0.1, "min-p 0.1 along greedy's story")
 top_p_sizes = lt.top_p_filter(path_logits, 0.9).isfinite().sum(-1)
 min_p_sizes = lt.min_p_filter(path_logits, 0.1).isfinite().sum(-1)
-fewer = int((min_p_sizes < top_p_sizes).sum())
-assert all(int((min_p_sizes < n).sum()) == fewer for n in kept_by_top_p(path_logits, 0.9))  # on any CPU
-print(f"min-p=0.1 keeps fewer tokens than top-p=0.9 on {fewer} of {len(top_p_sizes)} steps")
-assert 0 <= fewer <= len(top_p_sizes) and torch.equal(top_p_sizes, torch.tensor(nucleus_sizes))
+assert torch.equal(top_p_sizes, torch.tensor(nucleus_sizes))  # the counts of section 5
+fewer, more = int((min_p_sizes < top_p_sizes).sum()), int((min_p_sizes > top_p_sizes).sum())
+fewest, most = kept_by_top_p(path_logits, 0.9)  # top-p's counts as another CPU may find them
+assert all(int((min_p_sizes < n).sum()) == fewer and int((min_p_sizes > n).sum()) == more for n in (fewest, most))
+agree = (min_p_sizes == fewest) & (min_p_sizes == most)
+top1_prob = path_logits.softmax(-1).amax(-1)
+print(f"min-p=0.1 keeps fewer tokens than top-p=0.9 on {fewer} of {len(top_p_sizes)} steps, more on {more}; "
+      f"on the {int(agree.sum())} others both keep at most {int(most[agree].max())} tokens, "
+      f"and the top token has p >= {lt.fmt(top1_prob[agree].min(), 2, kind='prob')}")
+assert fewer > len(top_p_sizes) // 2 and more == 0  # min-p is the tighter cut here...
+assert fewer + int(agree.sum()) == len(top_p_sizes) and int(most[agree].max()) <= 2  # ...except on confident steps
