@@ -82,6 +82,28 @@ def compute() -> dict:
 
 
 NO_AVX512 = ("avx2", "default")
+# A profile can only lower what the CPU has: asking ATen for AVX-512 on a CPU without it kills the
+# process. The ATen capability each profile needs, in ATen's order.
+CAPABILITY_ORDER = ["DEFAULT", "AVX2", "AVX512"]
+NEEDS = {"avx2": "AVX2", "avx512": "AVX512"}
+
+
+def runnable(profile: str, native_capability: str | None = None) -> bool:
+    """Whether this CPU can run ``profile`` (ATen's native capability at least the one it needs).
+
+    >>> runnable("default") and runnable("native")
+    True
+    """
+    need = NEEDS.get(profile)
+    if need is None:
+        return True
+    if native_capability is None:
+        import torch
+
+        native_capability = torch.backends.cpu.get_cpu_capability()
+    if native_capability not in CAPABILITY_ORDER:  # another architecture's kernels (ARM, POWER, s390)
+        return False
+    return CAPABILITY_ORDER.index(native_capability) >= CAPABILITY_ORDER.index(need)
 PORTABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "portable")
 
 
@@ -109,7 +131,7 @@ def run_all(profiles) -> dict[str, dict]:
     for profile, proc in procs.items():
         out, err = proc.communicate(timeout=600)
         if proc.returncode != 0:
-            raise RuntimeError(f"profile {profile} failed:\n{err[-3000:]}")
+            raise RuntimeError(f"profile {profile} failed (exit status {proc.returncode}):\n{err[-3000:]}")
         results[profile] = json.loads(out.strip().splitlines()[-1])
     return results
 
@@ -153,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("--run needs a command after --")
+        if not runnable(args.run):
+            print(f"cpu_profiles: this CPU cannot run the {args.run} profile (it lacks the instructions)")
+            return 2
         print(f"cpu_profiles: {' '.join(command)} under {args.run}: {environment(args.run)}", flush=True)
         return subprocess.call(command, env={**os.environ, **environment(args.run)})
     if args.compute:
@@ -161,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     if platform.machine() not in ("x86_64", "AMD64"):
         print("cpu_profiles: the instruction-set limits apply to x86-64 only; nothing to compare")
         return 0
-    numbers = run_all(["native", *args.profiles])
+    skipped = [p for p in args.profiles if not runnable(p)]
+    if skipped:
+        print(f"cpu_profiles: this CPU cannot run {', '.join(skipped)} (it lacks the instructions); skipped")
+    numbers = run_all(["native", *(p for p in args.profiles if p not in skipped)])
     table = {p: {"capability": numbers[p]["capability"], **drift(numbers[p], numbers["native"])}
              for p in numbers if p != "native"}
     print(f"native: ATen capability {numbers['native']['capability']}, "
