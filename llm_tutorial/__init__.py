@@ -17,6 +17,8 @@ In the order the notebooks meet them:
 - ``repetition``: how much a text repeats itself (distinct n-grams) (05, 06).
 - ``capture``: warnings, logs and expected errors caught for a notebook to show (06).
 - ``stable``: printing numbers that come out the same on every CPU (all notebooks).
+- ``roofline``: the bytes and FLOPs of a forward pass, counted; memory bandwidth and matmul
+  speed, measured; the speed limits they set (07).
 - ``bench``: generation speed ratios, for ``python -m llm_tutorial bench``.
 - ``arguments``: the argument checks every module shares; ``notebook``: a notebook's first cell.
 
@@ -107,7 +109,7 @@ __all__ = [
 # Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
 _LAZY_MODULES = ("stable", "bench", "forward", "logprobs", "next_token", "surprise", "logit_lens", "repetition",
-                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat")
+                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat", "roofline")
 
 
 def __getattr__(name: str):
