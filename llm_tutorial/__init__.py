@@ -19,6 +19,9 @@ In the order the notebooks meet them:
 - ``stable``: printing numbers that come out the same on every CPU (all notebooks).
 - ``roofline``: the bytes and FLOPs of a forward pass, counted; memory bandwidth and matmul
   speed, measured; the speed limits they set (07).
+- ``constrain``: logits processors for structured output: a regular expression by hand, a
+  regular expression or a JSON schema with llguidance; the tokens each allows (08).
+- ``conversation``: a multi-turn chat that feeds only each turn's new tokens over its KV cache (08).
 - ``bench``: generation speed ratios, for ``python -m llm_tutorial bench``.
 - ``arguments``: the argument checks every module shares; ``notebook``: a notebook's first cell.
 
@@ -109,7 +112,8 @@ __all__ = [
 # Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
 _LAZY_MODULES = ("stable", "bench", "forward", "logprobs", "next_token", "surprise", "logit_lens", "repetition",
-                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat", "roofline")
+                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat", "roofline",
+                 "constrain", "conversation")
 
 
 def __getattr__(name: str):
