@@ -21,7 +21,7 @@ lab: setup  ## as root (a container), Jupyter refuses to start without --allow-r
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 test: setup  ## everything CI runs: unit tests, doctests, cross-CPU drift, hygiene, every notebook
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -n auto --dist loadfile --durations=15
 
 test-fast: setup  ## unit tests only, no notebooks
 	$(PY) -m pytest llm_tutorial tests
