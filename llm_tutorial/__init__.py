@@ -19,6 +19,8 @@ In the order the notebooks meet them:
 - ``stable``: printing numbers that come out the same on every CPU (all notebooks).
 - ``roofline``: the bytes and FLOPs of a forward pass, counted; memory bandwidth and matmul
   speed, measured; the speed limits they set (07).
+- ``speculative``: the same greedy tokens in fewer forward passes: guesses copied from the
+  text (prompt lookup) or made by a draft model, checked in one pass (07).
 - ``constrain``: logits processors for structured output: a regular expression by hand, a
   regular expression or a JSON schema with llguidance; the tokens each allows (08).
 - ``conversation``: a multi-turn chat that feeds only each turn's new tokens over its KV cache (08).
@@ -113,7 +115,7 @@ __all__ = [
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
 _LAZY_MODULES = ("stable", "bench", "forward", "logprobs", "next_token", "surprise", "logit_lens", "repetition",
                  "measure", "steps", "generation", "sampling", "capture", "tokens", "chat", "roofline",
-                 "constrain", "conversation")
+                 "constrain", "conversation", "speculative")
 
 
 def __getattr__(name: str):
