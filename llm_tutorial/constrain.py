@@ -16,17 +16,29 @@ starts a new generation), each row of a batch on its own; a row that has produce
 alone (``generate`` pads it). The text is the generated tokens' bytes decoded as UTF-8, which is
 ``tokenizer.decode(ids, clean_up_tokenization_spaces=False)``.
 
-One genuine difference: the hand-written processor reasons on characters, so it never allows a
-token that ends inside a multi-byte UTF-8 character (313 of the embedded vocabulary's 49,152
-tokens are such fragments); llguidance reasons on bytes and allows them when the pattern admits
-such a character there. For a pattern that admits only ASCII characters the two allow exactly the
-same tokens, EOS included.
+Where the two differ, by design (the tests check both):
 
->>> proc = regex_processor(tok, r"[0-9]{1,3}")
->>> out = model.generate(**tok("Pick a number:", return_tensors="pt"), max_new_tokens=5,
-...                      do_sample=False, logits_processor=[proc])
+- Forced text. Where the pattern leaves only one way to go for the next few characters (``maybe``
+  after ``m``; ``{"name": "`` at the start of a JSON object), llguidance allows only the first
+  token of their usual tokenization (``aybe`` -> ``ay``; its "fast-forward" tokens), so that the
+  model reads the text as it was trained to; the hand-written processor allows every token that
+  fits (``a``, ``ay``). Where the next character is the only forced one, or where a token could
+  run past the forced text, they agree.
+- Fragments of a character. The hand-written processor reasons on characters, so it never allows
+  a token that ends inside a multi-byte UTF-8 character (313 of the embedded vocabulary's 49,152
+  tokens are such fragments); llguidance reasons on bytes and allows them where the pattern admits
+  such a character. A character with no token of its own (``𝔸``) is out of the hand-written
+  processor's reach: ValueError.
+
+For a pattern that forces no two characters in a row and admits only ASCII characters, the two
+allow exactly the same tokens at every step, EOS included.
+
+>>> inputs = tok("Pick a number:", return_tensors="pt")
+>>> out = model.generate(**inputs, max_new_tokens=5, do_sample=False,
+...                      logits_processor=[regex_processor(tok, r"[0-9]{1,3}")])
+>>> text = tok.decode(out[0, inputs.input_ids.shape[1]:], skip_special_tokens=True)
 >>> import re
->>> re.fullmatch(r"[0-9]{1,3}", tok.decode(out[0, 4:], skip_special_tokens=True)) is not None
+>>> re.fullmatch(r"[0-9]{1,3}", text) is not None
 True
 """
 

@@ -38,16 +38,19 @@ def _check(pattern, rows):
             assert regex.fullmatch(pattern, text, partial=True), (pattern, text)
 
 
-@pytest.mark.parametrize("name", list(PATTERNS))
-def test_every_sampled_text_matches(name, tiny_gpt2, tokenizer):
-    """A random model samples almost anything: only the processor keeps the text on the pattern."""
+@pytest.mark.parametrize("name", [name for name in PATTERNS if name != "e-mail, open"])
+def test_every_text_matches(name, tiny_gpt2, tokenizer):
+    """A random model picks almost anything: only the processor keeps the text on the pattern.
+    Greedy, then two seeds of three samples each."""
     pattern = PATTERNS[name]
     proc = regex_processor(tokenizer, pattern)
     prompt = tokenizer("Answer:", return_tensors="pt")
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        out = tiny_gpt2.generate(**prompt, do_sample=True, max_new_tokens=16, num_return_sequences=3,
-                                 logits_processor=[proc], pad_token_id=tokenizer.eos_token_id)
+    for seed in (None, 0, 1):
+        sampling = {"do_sample": False} if seed is None else {"do_sample": True, "num_return_sequences": 3}
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = tiny_gpt2.generate(**prompt, max_new_tokens=16, logits_processor=[proc],
+                                 pad_token_id=tokenizer.eos_token_id, **sampling)
         rows = _texts(tokenizer, out, prompt.input_ids.shape[1])
         _check(pattern, rows)
         if name in ("date", "choice"):  # short enough to finish within 16 tokens
@@ -63,10 +66,11 @@ def test_greedy_on_the_real_model(model, tokenizer):
     assert ended and regex.fullmatch(pattern, text), text
 
 
-def test_padded_batch_and_reuse(tiny_gpt2, tokenizer):
+@pytest.mark.parametrize("library", [False, True], ids=["hand", "llguidance"])
+def test_padded_batch_and_reuse(library, tiny_gpt2, tokenizer):
     """Each row has its own state; the same processor serves a second generate call."""
     pattern = PATTERNS["choice"]
-    proc = regex_processor(tokenizer, pattern)
+    proc = grammar_processor(tokenizer, regex=pattern) if library else regex_processor(tokenizer, pattern)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -138,7 +142,7 @@ SCHEMA = {
 
 def test_json_schema(model, tokenizer):
     inputs = lt.chat_inputs(tokenizer, "Describe a person as JSON: name, age and three favourite colours.")
-    out = model.generate(**inputs, do_sample=False, max_new_tokens=48, pad_token_id=tokenizer.eos_token_id,
+    out = model.generate(**inputs, do_sample=False, max_new_tokens=40, pad_token_id=tokenizer.eos_token_id,
                          logits_processor=[grammar_processor(tokenizer, json_schema=SCHEMA)])
     [(text, ended)] = _texts(tokenizer, out, inputs["input_ids"].shape[1])
     assert ended, text
