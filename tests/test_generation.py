@@ -1,8 +1,10 @@
 """The hand-written loop (llm_tutorial.generation) against model.generate, token for token."""
 
+import copy
+
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import llm_tutorial as lt
 from llm_tutorial.generation import answer_tokens, generate, stream_tokens
@@ -70,22 +72,49 @@ def ours_and_hf(model, ids, mask, seed=None, **kwargs):
     return mine, hf(model, ids, mask, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def llama(tokenizer):
+    """The embedded model's architecture in miniature (RoPE, grouped-query attention, tied
+    embeddings), random, over its vocabulary with a context of 128, so that it takes ``batch``.
+    initializer_range=0.1: varied text that repeats some tokens (the repetition penalty bites)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=128,
+                         tie_word_embeddings=True, initializer_range=0.1, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
 # ---------------------------------------------------------------------------------------------
-# greedy, the embedded model
+# greedy, the embedded model on real text (the other tests use tiny random models: same code paths,
+# a fraction of the time)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("question", QUESTIONS[:2])
-def test_greedy_single_prompt_equals_generate(model, tokenizer, question):
-    enc = lt.chat_inputs(tokenizer, question)
+def test_greedy_single_prompt_stops_at_eos_like_generate(model, tokenizer):
+    enc = lt.chat_inputs(tokenizer, QUESTIONS[0])
     mine, ref = ours_and_hf(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
                             eos_token_id=tokenizer.eos_token_id)
     assert mine.dtype == torch.long
     assert torch.equal(mine, ref)
+    assert mine.shape[1] < enc["input_ids"].shape[1] + 12  # all rows finished: stopped at EOS, not at the limit
+    assert int(mine[0, -1]) == tokenizer.eos_token_id
 
 
-def test_greedy_batch_with_eos_mid_batch_equals_generate(model, tokenizer, batch):
+@pytest.fixture(scope="module")
+def real_batch_run(model, tokenizer, batch):
+    """``batch`` through the embedded model, 10 greedy tokens (the 2+2 row ends at its eighth):
+    model.generate with its raw logits, and ours with log-probs (one run serves the token test and
+    the log-prob test)."""
+    kwargs = dict(max_new_tokens=10, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    with torch.inference_mode():
+        out = model.generate(**batch, do_sample=False, output_logits=True, return_dict_in_generate=True,
+                             **kwargs)
+    seq, logprobs = generate(model, batch["input_ids"], batch["attention_mask"], return_logprobs=True, **kwargs)
+    return out, seq, logprobs
+
+
+def test_greedy_batch_with_eos_mid_batch_equals_generate(tokenizer, batch, real_batch_run):
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    mine, ref = ours_and_hf(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20,
-                            eos_token_id=eos, pad_token_id=pad)
+    ref, mine = real_batch_run[0].sequences, real_batch_run[1]
     assert torch.equal(mine, ref)
     new = mine[:, batch["input_ids"].shape[1]:]
     first_eos = [row.index(eos) if eos in row else None for row in new.tolist()]
@@ -95,31 +124,11 @@ def test_greedy_batch_with_eos_mid_batch_equals_generate(model, tokenizer, batch
     assert (new[0, first_eos[0]:] == pad).all()
 
 
-def test_all_rows_finished_stops_the_loop(model, tokenizer):
-    enc = lt.chat_inputs(tokenizer, QUESTIONS[0])
-    mine, ref = ours_and_hf(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=40,
-                            eos_token_id=tokenizer.eos_token_id)
-    assert torch.equal(mine, ref)
-    assert mine.shape[1] < enc["input_ids"].shape[1] + 40  # stopped at EOS, not at the limit
-    assert int(mine[0, -1]) == tokenizer.eos_token_id
-
-
-def test_no_cache_recomputes_and_gives_the_same_tokens(model, tokenizer, batch):
-    kwargs = dict(max_new_tokens=3, eos_token_id=tokenizer.eos_token_id)  # each step recomputes everything
-    cached = generate(model, batch["input_ids"], batch["attention_mask"], **kwargs)
-    uncached, ref = ours_and_hf(model, batch["input_ids"], batch["attention_mask"], use_cache=False, **kwargs)
-    assert torch.equal(cached, uncached)
-    assert torch.equal(uncached, ref)
-
-
-def test_logprobs_match_what_transformers_reports(model, tokenizer, batch):
+def test_logprobs_match_what_transformers_reports(model, tokenizer, batch, real_batch_run):
     eos = tokenizer.eos_token_id
+    out, seq, logprobs = real_batch_run
     with torch.inference_mode():
-        out = model.generate(**batch, max_new_tokens=20, do_sample=False, eos_token_id=eos,
-                             output_logits=True, return_dict_in_generate=True)
         scores = model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True)
-    seq, logprobs = generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20,
-                             eos_token_id=eos, return_logprobs=True)
     assert torch.equal(seq, out.sequences)
     assert logprobs.shape == scores.shape and logprobs.dtype == torch.float32
     new = seq[:, batch["input_ids"].shape[1]:]
@@ -141,16 +150,38 @@ def test_logprobs_match_what_transformers_reports(model, tokenizer, batch):
     assert ours_error < 5e-5 and ours_error <= theirs_error
 
 
-def test_logprobs_ignore_the_sampling_filters(model, tokenizer):
+# ---------------------------------------------------------------------------------------------
+# greedy, the tiny Llama (the chat prompts of ``batch``)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("question", QUESTIONS[:2])
+def test_greedy_single_prompt_equals_generate(llama, tokenizer, question):
+    enc = lt.chat_inputs(tokenizer, question)
+    mine, ref = ours_and_hf(llama, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
+                            eos_token_id=tokenizer.eos_token_id)
+    assert mine.dtype == torch.long
+    assert torch.equal(mine, ref)
+
+
+def test_no_cache_recomputes_and_gives_the_same_tokens(llama, tokenizer, batch):
+    kwargs = dict(max_new_tokens=8, eos_token_id=tokenizer.eos_token_id)  # each step recomputes everything
+    cached = generate(llama, batch["input_ids"], batch["attention_mask"], **kwargs)
+    uncached, ref = ours_and_hf(llama, batch["input_ids"], batch["attention_mask"], use_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(uncached, ref)
+
+
+def test_logprobs_ignore_the_sampling_filters(llama, tokenizer):
     """Log-probs are under the unmodified distribution, not the tempered/filtered one."""
     enc = lt.chat_inputs(tokenizer, QUESTIONS[1])
     torch.manual_seed(3)
-    seq, logprobs = generate(model, enc["input_ids"], max_new_tokens=6, do_sample=True, temperature=0.5,
+    seq, logprobs = generate(llama, enc["input_ids"], max_new_tokens=6, do_sample=True, temperature=0.5,
                              top_k=5, return_logprobs=True)
     with torch.inference_mode():
-        logits = model(seq).logits[:, enc["input_ids"].shape[1] - 1:-1].float()
+        logits = llama(seq).logits[:, enc["input_ids"].shape[1] - 1:-1].float()
     expected = torch.log_softmax(logits, -1).gather(-1, seq[:, enc["input_ids"].shape[1]:, None])[..., 0]
     assert torch.allclose(logprobs, expected, atol=1e-4)
+    tempered = torch.log_softmax(logits / 0.5, -1).gather(-1, seq[:, enc["input_ids"].shape[1]:, None])[..., 0]
+    assert not torch.allclose(logprobs, tempered, atol=1e-2)  # the tempered numbers would differ
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,26 +197,26 @@ SAMPLING_SETTINGS = [
 
 
 # one seed per setting (two different seeds across them): each case draws 3 rows x 8 tokens, and the
-# tiny GPT-2 below covers more seeds cheaply
+# tiny GPT-2 below covers more seeds
 @pytest.mark.parametrize(("seed", "settings"), list(zip([0, 7, 0, 7], SAMPLING_SETTINGS)), ids=str)
-def test_seeded_sampling_batch_equals_generate(model, tokenizer, batch, seed, settings):
-    mine, ref = ours_and_hf(model, batch["input_ids"], batch["attention_mask"], seed=seed, max_new_tokens=8,
+def test_seeded_sampling_batch_equals_generate(llama, tokenizer, batch, seed, settings):
+    mine, ref = ours_and_hf(llama, batch["input_ids"], batch["attention_mask"], seed=seed, max_new_tokens=8,
                             do_sample=True, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id, **settings)
     assert torch.equal(mine, ref)
 
 
-def test_top_k_none_means_no_top_k_but_generate_defaults_to_50(model, tokenizer):
+def test_top_k_none_means_no_top_k_but_generate_defaults_to_50(llama, tokenizer):
     enc = lt.chat_inputs(tokenizer, QUESTIONS[1])
     ids, eos = enc["input_ids"], tokenizer.eos_token_id
     runs = {}
     for name, fn in {
-        "ours_none": lambda: generate(model, ids, max_new_tokens=12, do_sample=True, temperature=1.5,
+        "ours_none": lambda: generate(llama, ids, max_new_tokens=12, do_sample=True, temperature=1.5,
                                       eos_token_id=eos),
-        "ours_50": lambda: generate(model, ids, max_new_tokens=12, do_sample=True, temperature=1.5, top_k=50,
+        "ours_50": lambda: generate(llama, ids, max_new_tokens=12, do_sample=True, temperature=1.5, top_k=50,
                                     eos_token_id=eos),
-        "hf_default": lambda: hf(model, ids, None, max_new_tokens=12, do_sample=True, temperature=1.5),
-        "hf_none": lambda: hf(model, ids, None, max_new_tokens=12, do_sample=True, temperature=1.5, top_k=None),
+        "hf_default": lambda: hf(llama, ids, None, max_new_tokens=12, do_sample=True, temperature=1.5),
+        "hf_none": lambda: hf(llama, ids, None, max_new_tokens=12, do_sample=True, temperature=1.5, top_k=None),
     }.items():
         torch.manual_seed(5)
         runs[name] = fn()
@@ -194,11 +225,11 @@ def test_top_k_none_means_no_top_k_but_generate_defaults_to_50(model, tokenizer)
     assert not torch.equal(runs["ours_none"], runs["ours_50"])
 
 
-def test_repetition_penalty_applies_in_greedy_mode_too(model, tokenizer, batch):
+def test_repetition_penalty_applies_in_greedy_mode_too(llama, tokenizer, batch):
     kwargs = dict(max_new_tokens=10, eos_token_id=tokenizer.eos_token_id, repetition_penalty=1.5)
-    mine, ref = ours_and_hf(model, batch["input_ids"], batch["attention_mask"], **kwargs)
+    mine, ref = ours_and_hf(llama, batch["input_ids"], batch["attention_mask"], **kwargs)
     assert torch.equal(mine, ref)
-    plain = generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=10,
+    plain = generate(llama, batch["input_ids"], batch["attention_mask"], max_new_tokens=10,
                      eos_token_id=tokenizer.eos_token_id)
     assert not torch.equal(mine, plain)
 
@@ -206,24 +237,29 @@ def test_repetition_penalty_applies_in_greedy_mode_too(model, tokenizer, batch):
 # ---------------------------------------------------------------------------------------------
 # EOS / pad mapping, lengths
 # ---------------------------------------------------------------------------------------------
-def test_eos_none_never_stops_like_generate(model, tokenizer):
+def test_eos_none_never_stops_like_generate(llama, tokenizer):
     enc = lt.chat_inputs(tokenizer, QUESTIONS[0])
-    mine, ref = ours_and_hf(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
+    n = enc["input_ids"].shape[1]
+    # a copy whose own EOS is a token it produces early (the tiny Llama never says the real one)
+    own = copy.deepcopy(llama)
+    own.config.eos_token_id = own.generation_config.eos_token_id = int(
+        generate(llama, enc["input_ids"], max_new_tokens=3)[0, n + 2])
+    mine, ref = ours_and_hf(own, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
                             eos_token_id=None, pad_token_id=None)
     assert torch.equal(mine, ref)
-    assert mine.shape[1] == enc["input_ids"].shape[1] + 12
-    assert tokenizer.eos_token_id in mine[0, enc["input_ids"].shape[1]:].tolist()  # it went past EOS
+    assert mine.shape[1] == n + 12
+    assert own.config.eos_token_id in mine[0, n:].tolist()  # it went past the model's own EOS
 
 
-def test_max_new_tokens_one_and_zero(model, tokenizer, batch):
+def test_max_new_tokens_one_and_zero(llama, tokenizer, batch):
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    mine, ref = ours_and_hf(model, ids, mask, max_new_tokens=1, eos_token_id=tokenizer.eos_token_id)
+    mine, ref = ours_and_hf(llama, ids, mask, max_new_tokens=1, eos_token_id=tokenizer.eos_token_id)
     assert torch.equal(mine, ref) and mine.shape == (3, ids.shape[1] + 1)
-    seq, logprobs = generate(model, ids, mask, max_new_tokens=0, return_logprobs=True)
+    seq, logprobs = generate(llama, ids, mask, max_new_tokens=0, return_logprobs=True)
     assert torch.equal(seq, ids) and seq.data_ptr() != ids.data_ptr()
     assert logprobs.shape == (3, 0)
     with pytest.raises(ValueError, match="max_new_tokens"):  # the library refuses 0; we return the prompt
-        hf(model, ids, mask, max_new_tokens=0)
+        hf(llama, ids, mask, max_new_tokens=0)
 
 
 # ---------------------------------------------------------------------------------------------
