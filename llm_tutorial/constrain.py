@@ -11,8 +11,8 @@
   that two processors can be compared step by step.
 
 Both processors work on what is generated after the prompt (its length is recorded at the first
-call of a generation: a call whose sequence is not one token longer than the previous call's
-starts a new generation), each row of a batch on its own; a row that has produced EOS is left
+call of a generation: a call that is not the previous call's sequence one token longer, with the
+same prompt, starts a new generation), each row of a batch on its own; a row that has produced EOS is left
 alone (``generate`` pads it). The text is the generated tokens' bytes decoded as UTF-8, which is
 ``tokenizer.decode(ids, clean_up_tokenization_spaces=False)``.
 
@@ -153,25 +153,30 @@ class _PerRowProcessor(LogitsProcessor):
     def __init__(self, vocab_size: int, eos_ids: list[int]):
         self.vocab_size = vocab_size
         self.eos_token_ids = eos_ids
-        self.prompt_length: int | None = None
-        self._last_length: int | None = None
+        self.reset()
 
     def reset(self, prompt_length: int | None = None) -> None:
         """Forget the generation: the next call records the prompt length (or ``prompt_length``)."""
         self.prompt_length = prompt_length
         self._last_length = None
+        self._prompt_ids = None
+
+    def _continues(self, ids) -> bool:
+        """Whether ``ids`` is the next step of the last call: one token longer, same prompt."""
+        return (self._last_length is not None and ids.shape[1] == self._last_length + 1
+                and ids.shape[0] == self._prompt_ids.shape[0]
+                and torch.equal(ids[:, : self.prompt_length], self._prompt_ids))
 
     def _generated(self, input_ids) -> list[list[int]]:
-        length = input_ids.shape[1]
-        if self._last_length is None:
-            if self.prompt_length is None:
-                self.prompt_length = length
-        elif length != self._last_length + 1:
-            self.prompt_length = length  # not the next step of the last call: a new generation
-        if length < self.prompt_length:
-            raise ValueError(f"input_ids has {length} positions, fewer than the prompt's {self.prompt_length}")
-        self._last_length = length
-        return input_ids[:, self.prompt_length:].tolist()
+        ids = input_ids.cpu()
+        pinned = self._last_length is None and self.prompt_length is not None  # set by reset()
+        if not (pinned or self._continues(ids)):
+            self.prompt_length = ids.shape[1]  # a new generation starts here
+        if ids.shape[1] < self.prompt_length:
+            raise ValueError(f"input_ids has {ids.shape[1]} positions, fewer than the prompt's {self.prompt_length}")
+        self._prompt_ids = ids[:, : self.prompt_length].clone()
+        self._last_length = ids.shape[1]
+        return ids[:, self.prompt_length:].tolist()
 
     def __call__(self, input_ids, scores):
         check_input_ids(input_ids)

@@ -87,6 +87,23 @@ def test_padded_batch_and_reuse(library, tiny_gpt2, tokenizer):
         _check(pattern, rows)
 
 
+@pytest.mark.parametrize("library", [False, True], ids=["hand", "llguidance"])
+def test_a_new_generation_is_recognised(library, tokenizer):
+    """The prompt length is recorded at a generation's first call; a call that does not continue the
+    previous one (other prompt, even one token longer) starts a new generation."""
+    pattern = PATTERNS["choice"]
+    proc = grammar_processor(tokenizer, regex=pattern) if library else regex_processor(tokenizer, pattern)
+    first = tokenizer("Pick a colour:", return_tensors="pt").input_ids
+    start = allowed_tokens(proc, first)
+    after_r = allowed_tokens(proc, torch.cat([first, torch.tensor([[tokenizer.convert_tokens_to_ids("r")]])], 1))
+    assert proc.prompt_length == first.shape[1]
+    # "ed" is forced: llguidance allows its usual token only (see test_documented_differences)
+    assert [tokenizer.decode(i) for i in after_r[0].nonzero()[:, 0]] == (["ed"] if library else ["e", "ed"])
+    other = tokenizer("Pick a colour, any:", return_tensors="pt").input_ids
+    assert other.shape[1] == first.shape[1] + 2
+    assert torch.equal(allowed_tokens(proc, other), start) and proc.prompt_length == other.shape[1]
+
+
 def test_eos_only_after_a_full_match(tokenizer):
     proc = regex_processor(tokenizer, PATTERNS["date"])
     eos = tokenizer.eos_token_id
