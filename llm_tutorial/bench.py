@@ -9,15 +9,25 @@ no cache against a cache); notebook 04 draws the same measurement.
   the cached hand loop (``lt.stream_tokens``) and ``model.generate`` (through a streamer); each
   run ``repeats`` times, interleaved, keeping the fastest duration of every step.
 - ``speed_ratios``: tokens per second of one loop over another, from those times.
+- ``time_batched_steps``: seconds of one decoding step for several batch sizes (notebook 07).
+- ``time_runs``: the fastest of a few interleaved runs of each of several calls (notebook 07).
+- ``time_speedups``: tokens per second of prompt-lookup and speculative decoding over greedy
+  ``generate`` on one prompt, with their counted work; ``COPY_TASK``, a prompt whose answer
+  copies it (notebook 07 §4).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
-__all__ = ["LOOPS", "speed_ratios", "time_decoding"]
+__all__ = ["COPY_TASK", "LOOPS", "speed_ratios", "time_batched_steps", "time_decoding", "time_runs", "time_speedups"]
 
 LOOPS = ("no cache", "hand loop, cache", "generate()")
+COPY_TASK = ("Repeat this text exactly, word for word: Water boils at 100 degrees Celsius at sea level. At higher "
+             "altitudes the air pressure is lower, so water boils at a lower temperature, and food takes longer to "
+             "cook. This is why pasta cooked in the mountains needs a few more minutes.")
+"""A chat prompt whose greedy answer copies most of it: where prompt lookup guesses right."""
 
 
 def _hand_loop(model, inputs, max_new_tokens: int, use_cache: bool):
@@ -119,3 +129,116 @@ def speed_ratios(times: dict[str, list[float]], n: int | None = None) -> dict[st
     if "hand loop, cache" in last and "no cache" in last:
         ratios["cache / no cache"] = last["no cache"] / last["hand loop, cache"]
     return ratios
+
+
+def _synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_runs(runs: dict, *, repeats: int = 2) -> tuple[dict[str, float], dict]:
+    """Call each zero-argument function of ``runs`` (name -> function) ``repeats`` times,
+    interleaved so that all see the same load, and return ``(seconds, results)``: the fastest
+    wall-clock seconds of each, and what its last call returned.
+
+    >>> seconds, results = time_runs({"sum": lambda: sum(range(100))}, repeats=1)
+    >>> results["sum"], seconds["sum"] >= 0
+    (4950, True)
+    """
+    from .arguments import check_int
+
+    check_int(repeats, "repeats", low=1)
+    if not isinstance(runs, dict) or not runs or not all(callable(f) for f in runs.values()):
+        raise TypeError("runs must be a non-empty dict of name -> function with no arguments")
+    seconds = dict.fromkeys(runs, math.inf)
+    results = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            results[name] = run()
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+    return seconds, results
+
+
+def time_batched_steps(model, input_ids, batch_sizes=(1, 2, 4, 8, 16, 32), *, steps: int = 4) -> dict[int, float]:
+    """Seconds of one greedy decoding step of a batch, for each of ``batch_sizes``: the prompt
+    ``input_ids`` ``[1, length]`` is prefilled once, its KV cache copied into every row
+    (``batch_repeat_interleave``), and ``steps`` steps are timed after an untimed first one;
+    the fastest step is kept. Every row holds the same text: the arithmetic does not depend on
+    the values. Throughput is ``batch / seconds`` tokens a second; latency, ``seconds`` a token.
+
+    >>> step = time_batched_steps(model, tok("Hi", return_tensors="pt").input_ids, (1, 2), steps=1)
+    >>> sorted(step), all(s > 0 for s in step.values())
+    ([1, 2], True)
+    """
+    import copy
+
+    import torch
+
+    from .arguments import check_input_ids, check_int
+
+    check_input_ids(input_ids)
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"input_ids must hold one prompt ([1, length]), got batch size {input_ids.shape[0]}")
+    check_int(steps, "steps", low=1)
+    if not batch_sizes:
+        raise ValueError("batch_sizes must be a non-empty sequence of positive ints")
+    for batch in batch_sizes:
+        check_int(batch, "batch_sizes", low=1)
+    seconds = {}
+    with torch.inference_mode():
+        prefill = model(input_ids.to(model.device), use_cache=True)
+        first = prefill.logits[:, -1:].argmax(dim=-1)
+        for batch in batch_sizes:
+            cache = copy.deepcopy(prefill.past_key_values)
+            cache.batch_repeat_interleave(batch)
+            ids, best = first.repeat(batch, 1), math.inf
+            for step in range(steps + 1):
+                _synchronize(model.device)
+                start = time.perf_counter()
+                ids = model(ids, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(dim=-1)
+                _synchronize(model.device)
+                if step:  # the first step of each size is untimed: memory for the larger batch
+                    best = min(best, time.perf_counter() - start)
+            seconds[batch] = best
+    return seconds
+
+
+def time_speedups(model, inputs, *, max_new_tokens: int = 32, repeats: int = 2, drafts=None) -> dict[str, dict]:
+    """Greedy ``model.generate``, ``lt.prompt_lookup_generate`` and ``lt.speculative_generate``
+    with each draft of ``drafts`` (name -> draft model) on one prompt (``inputs``: a mapping with
+    ``input_ids`` and ``attention_mask`` of batch size 1), timed with ``time_runs``. Returns, for
+    ``"prompt lookup"`` and each draft's name: ``speedup`` (greedy's seconds over its seconds),
+    ``stats`` (its ``SpeculationStats``) and ``same_tokens`` (whether its tokens equal greedy's;
+    they should, up to near-ties). The generation's end-of-sequence token stops all of them.
+
+    >>> result = time_speedups(model, tok("1, 2, 3, 1, 2, 3,", return_tensors="pt"), max_new_tokens=4, repeats=1)
+    >>> result["prompt lookup"]["same_tokens"], result["prompt lookup"]["stats"].new_tokens
+    (True, 4)
+    """
+    import torch
+
+    from .arguments import check_int
+    from .speculative import prompt_lookup_generate, speculative_generate
+
+    check_int(max_new_tokens, "max_new_tokens", low=1)
+    if not hasattr(inputs, "keys") or "input_ids" not in inputs or inputs["input_ids"].shape[0] != 1:
+        raise ValueError("inputs must be a mapping with 'input_ids' of batch size 1 (one prompt)")
+    ids = inputs["input_ids"].to(model.device)
+    mask = inputs.get("attention_mask")
+    mask = mask.to(model.device) if mask is not None else torch.ones_like(ids)
+    eos = model.generation_config.eos_token_id
+    pad = eos[0] if isinstance(eos, list) else eos
+    options = {"max_new_tokens": max_new_tokens, "eos_token_id": eos, "return_stats": True}
+    runs = {"greedy": lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                             do_sample=False, eos_token_id=eos, pad_token_id=pad),
+            "prompt lookup": lambda: prompt_lookup_generate(model, ids, mask, **options)}
+    for name, draft in (drafts or {}).items():
+        runs[name] = lambda draft=draft: speculative_generate(model, draft, ids, mask, **options)
+    seconds, results = time_runs(runs, repeats=repeats)
+    greedy = results.pop("greedy")
+    return {name: {"speedup": seconds["greedy"] / seconds[name], "stats": stats,
+                   "same_tokens": torch.equal(sequences, greedy)}
+            for name, (sequences, stats) in results.items()}

@@ -103,11 +103,16 @@ def test_import_sets_a_passive_openmp_wait_policy_unless_told_otherwise(given, e
 def test_command_line_bench_prints_the_speed_ratios(capsys):
     from llm_tutorial.__main__ import main
 
-    assert main(["bench", "--tokens", "3", "--repeats", "1", "--prompt", "Hi"]) == 0
+    assert main(["bench", "--tokens", "3", "--repeats", "1", "--prompt", "Hi", "--batch-sizes", "1", "2",
+                 "--bandwidth-mib", "8"]) == 0
     out = capsys.readouterr().out
     for loop in ("no cache", "hand loop, cache", "generate()"):
         assert loop in out
     assert "hand loop / generate(): " in out and "cache / no cache: " in out
+    assert "memory bandwidth " in out and "speed limit " in out and "batch 2 / batch 1: " in out
+    for name in ("prompt lookup, copy task: ", "prompt lookup, this prompt: ",
+                 "speculative, bfloat16 draft, this prompt: ", "speculative, early-exit draft ("):
+        assert name in out, out
 
 
 def test_time_decoding_rejects_bad_arguments(model, tok):
@@ -122,3 +127,23 @@ def test_time_decoding_rejects_bad_arguments(model, tok):
         time_decoding(model, inputs, loops=("beam",))
     with pytest.raises(ValueError, match="batch size 1"):
         time_decoding(model, tok(["Hi", "Yo"], return_tensors="pt", padding=True))
+
+
+def test_batch_and_speedup_timers_reject_bad_arguments(model, tok):
+    from llm_tutorial.bench import time_batched_steps, time_runs, time_speedups
+
+    ids = tok("Hi", return_tensors="pt").input_ids
+    with pytest.raises(ValueError, match="one prompt"):
+        time_batched_steps(model, ids.repeat(2, 1))
+    with pytest.raises(ValueError, match="batch_sizes"):
+        time_batched_steps(model, ids, ())
+    with pytest.raises(ValueError, match="batch_sizes"):
+        time_batched_steps(model, ids, (1, 0))
+    with pytest.raises(ValueError, match="steps"):
+        time_batched_steps(model, ids, steps=0)
+    with pytest.raises(TypeError, match="runs"):
+        time_runs({})
+    with pytest.raises(ValueError, match="repeats"):
+        time_runs({"x": lambda: 1}, repeats=0)
+    with pytest.raises(ValueError, match="batch size 1"):
+        time_speedups(model, tok(["Hi", "Yo"], return_tensors="pt", padding=True))
