@@ -46,7 +46,7 @@ from .generation import _check_inputs, _default_mask, _token_ids
 from .steps import _accepts, position_ids_from_mask
 
 __all__ = ["SpeculationStats", "early_exit_draft", "prompt_lookup_draft", "prompt_lookup_generate",
-           "speculative_generate"]
+           "speculative_generate", "speculative_sample"]
 
 
 @dataclass
@@ -314,6 +314,45 @@ def speculative_generate(model, draft_model, input_ids, attention_mask=None, *, 
 
 def _vocab_size(model) -> int:
     return model.get_output_embeddings().weight.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling: the accept/reject rule that keeps the target's distribution
+# ---------------------------------------------------------------------------------------------
+def speculative_sample(target_probs, draft_probs, draft_tokens, *, generator=None) -> list[int]:
+    """The tokens to keep after one verifying pass when *sampling* (Leviathan et al. 2023, Chen et
+    al. 2023): they are distributed exactly as tokens drawn one by one from the target model.
+
+    ``draft_tokens`` ``[k]`` were drawn by the draft model from ``draft_probs`` ``[k, vocab]``;
+    ``target_probs`` ``[k + 1, vocab]`` are the target's next-token probabilities after each
+    prefix of them (one verifying pass). Guess ``x`` at step ``i`` is kept with probability
+    ``min(1, p_i(x) / q_i(x))``; at the first rejection a token is drawn from ``max(0, p_i - q_i)``
+    (normalised) in its place and the later guesses are dropped; when every guess is kept, one
+    more token is drawn from ``p_k``. Returns 1 to k + 1 token ids. (With one-hot ``p``, i.e.
+    greedy, this keeps a guess exactly when it is the argmax: the greedy rule above.)
+
+    >>> import torch
+    >>> p = torch.tensor([[0.0, 1.0], [0.5, 0.5]])  # the target is sure of token 1 first
+    >>> speculative_sample(p, torch.tensor([[0.0, 1.0]]), torch.tensor([1]))[0]  # a guess of 1 is kept
+    1
+    >>> speculative_sample(p, torch.tensor([[1.0, 0.0]]), torch.tensor([0]))  # a guess of 0 never
+    [1]
+    """
+    k = len(draft_tokens)
+    if tuple(target_probs.shape[:1]) != (k + 1,) or tuple(draft_probs.shape[:1]) != (k,):
+        raise ValueError(f"target_probs must be [k + 1, vocab] and draft_probs [k, vocab] for k = {k} "
+                         f"draft_tokens, got {tuple(target_probs.shape)} and {tuple(draft_probs.shape)}")
+    kept = []
+    for i, token in enumerate(draft_tokens.tolist()):
+        p, q = target_probs[i], draft_probs[i]
+        u = torch.rand((), generator=generator, device=p.device)
+        if u * q[token] <= p[token]:  # kept with probability min(1, p/q)
+            kept.append(token)
+            continue
+        residual = (p - q).clamp(min=0)  # where the target wants more than the draft gave
+        residual = residual if float(residual.sum()) > 0 else p
+        return kept + [int(torch.multinomial(residual, 1, generator=generator))]
+    return kept + [int(torch.multinomial(target_probs[k], 1, generator=generator))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from llm_tutorial.speculative import (
     prompt_lookup_draft,
     prompt_lookup_generate,
     speculative_generate,
+    speculative_sample,
 )
 
 
@@ -260,3 +261,35 @@ def test_argument_errors(tiny_llama, tiny_gpt2):
     tiny_llama.resize_token_embeddings(100)
     with pytest.raises(ValueError, match="vocabulary"):
         speculative_generate(tiny_gpt2, tiny_llama, ids.clamp(max=99), max_new_tokens=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling: the accept/reject rule
+# ---------------------------------------------------------------------------------------------
+def test_speculative_sample_keeps_the_target_distribution():
+    """Guesses drawn from q, kept or replaced by the rule: the kept tokens follow p, position by position."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(2 * torch.randn(3, 5, generator=g), dim=-1)  # the target, after each prefix
+    q = torch.softmax(2 * torch.randn(2, 5, generator=g), dim=-1)  # a draft that disagrees with it
+    assert (p[:2] - q).abs().max() > 0.3  # keeping every guess would give q, far from p
+    trials, counts = 1500, torch.zeros(2, 5)
+    for _ in range(trials):
+        guesses = torch.multinomial(q, 1, generator=g).squeeze(1)
+        kept = speculative_sample(p, q, guesses, generator=g)
+        assert 1 <= len(kept) <= 3
+        for i, token in enumerate(kept[:2]):
+            counts[i, token] += 1
+    for i in range(2):
+        n = counts[i].sum()  # position 2 is reached only when guess 1 was kept
+        sigma = (p[i] * (1 - p[i]) / n).sqrt()
+        assert ((counts[i] / n - p[i]).abs() <= 4 * sigma + 1e-3).all(), (i, counts[i] / n, p[i])
+
+
+def test_speculative_sample_edge_cases():
+    p = torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    assert len(speculative_sample(p, p[:2], torch.tensor([0, 1]))) == 3  # draft = target: all kept
+    greedy_p = torch.eye(3)[[2, 0, 1]]  # one-hot: the target's argmax is 2, then 0, then 1
+    guesses = torch.tensor([2, 1])
+    assert speculative_sample(greedy_p, torch.eye(3)[guesses], guesses) == [2, 0]  # the greedy rule
+    with pytest.raises(ValueError, match="target_probs"):
+        speculative_sample(p[:2], p[:2], torch.tensor([0, 1]))
