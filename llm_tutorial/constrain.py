@@ -189,7 +189,7 @@ class _PerRowProcessor(LogitsProcessor):
             if any(token_id in self.eos_token_ids for token_id in ids):
                 allowed[row] = True  # finished: generate() replaces its token with padding
                 continue
-            allowed[row, : self.vocab_size] = torch.from_numpy(self._mask(row, ids))
+            allowed[row, : self.vocab_size] = torch.tensor(self._mask(row, ids))
         return scores.masked_fill(~allowed.to(scores.device), NEG_INF)
 
     def _mask(self, row: int, ids: list[int]) -> np.ndarray:
@@ -229,7 +229,8 @@ class RegexProcessor(_PerRowProcessor):
         return "dead" if match is None else "prefix" if match.partial else "full"
 
     def allowed_after(self, text: str) -> np.ndarray:
-        """Bool mask over the vocabulary: the tokens allowed after the generated ``text``."""
+        """Bool mask over the vocabulary (read-only, cached): the tokens allowed after the generated
+        ``text``. ``tests`` grows by the partial-match tests it took (none when cached)."""
         cached = self._cache.get(text)
         if cached is not None:
             return cached
@@ -238,14 +239,15 @@ class RegexProcessor(_PerRowProcessor):
             raise ValueError(f"the generated text {text!r} cannot become a match of {self.pattern!r}")
         mask = np.zeros(self.vocab_size, dtype=bool)
         match = self.regex.fullmatch
+        tests = len(self._groups)
         for first, ids, texts in self._groups:
-            self.tests += 1
             if match(text + first, partial=True) is None:
-                continue
+                continue  # no token that starts with this character can fit
+            tests += len(ids)
             for token_id, token_text in zip(ids, texts):
-                self.tests += 1
                 if match(text + token_text, partial=True) is not None:
                     mask[token_id] = True
+        self.tests += tests
         if state == "full":
             mask[self.eos_token_ids] = True
         elif not mask.any():
@@ -254,6 +256,7 @@ class RegexProcessor(_PerRowProcessor):
                              "character has no token of its own: this processor never splits a character)")
         if len(self._cache) >= CACHE_SIZE:
             self._cache.pop(next(iter(self._cache)))
+        mask.flags.writeable = False  # shared by every later call with the same text
         self._cache[text] = mask
         return mask
 
