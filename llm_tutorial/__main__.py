@@ -113,7 +113,8 @@ def _bench_limits(model, tokenizer, inputs, generate_times, args) -> int:
     from .roofline import forward_bytes, matmul_flops, memory_bandwidth
     from .speculative import early_exit_draft
 
-    bandwidth, flop_rate = memory_bandwidth(args.bandwidth_mib * 2**20), matmul_flops(1024)
+    bandwidth = memory_bandwidth(args.bandwidth_mib * 2**20, device=model.device)
+    flop_rate = matmul_flops(1024, device=model.device)
     step_bytes = forward_bytes(model, 1, past_tokens=inputs["input_ids"].shape[1] + args.tokens // 2)
     limit = bandwidth / step_bytes
     print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s, float32 matmul {flop_rate / 1e9:.0f} GFLOP/s: "

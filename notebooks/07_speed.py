@@ -15,19 +15,19 @@
 
 # %% [markdown]
 # # 07 · Speed
-# **This model writes a few dozen tokens a second here. What limits it, and what makes it faster
-# without changing a single token of the answer?**
+# **On a laptop this model writes a few to a few dozen tokens a second. What limits it, and what
+# makes it faster without changing a single token of the answer?**
 #
 # Notebook 04 built the generation loop and showed that the [KV cache](glossary.md#kv-cache) turns
 # quadratic work into linear work. This notebook measures what is left, live, on this machine:
 #
-# 1. the **roofline**: what one decoding step must read and compute (counted), how fast this
-#    machine reads memory and multiplies (measured), and the speed limits that follow, for
-#    float32, bfloat16, int8 and nf4; prefill against decode;
+# 1. the [**roofline**](glossary.md#roofline): what one decoding step must read and compute
+#    (counted), how fast this machine reads memory and multiplies (measured), and the speed limits
+#    that follow, for float32, bfloat16, int8 and nf4; prefill against decode;
 # 2. **batching**: many sequences for the price of one, up to a bend;
 # 3. the **KV cache's memory**: when it outweighs the model, here and for an 8B model;
-# 4. **prompt-lookup decoding** and 5. **speculative decoding**, written by hand: several tokens
-#    per forward pass, with exactly greedy decoding's tokens;
+# 4. **prompt-lookup decoding** and 5. [**speculative decoding**](glossary.md#speculative-decoding),
+#    written by hand: several tokens per forward pass, with exactly greedy decoding's tokens;
 # 6. a **static cache** and `torch.compile`; 7. what a **serving engine** adds.
 #
 # Times change from run to run and machine to machine, so they are printed only in cells marked
@@ -128,9 +128,9 @@ assert 0.4 < step_flops / step_bytes < 0.6
 # %%
 # NBVAL_IGNORE_OUTPUT
 # measured speeds of this machine: they differ between machines and from run to run
-bandwidth = lt.memory_bandwidth(2**28, repeats=3)
-flop_rate = lt.matmul_flops(2048, repeats=3)
-flop_rate_bf16 = lt.matmul_flops(1024, repeats=2, dtype=torch.bfloat16)
+bandwidth = lt.memory_bandwidth(2**28, repeats=3, device=model.device)  # where the model's weights are
+flop_rate = lt.matmul_flops(2048, repeats=3, device=model.device)
+flop_rate_bf16 = lt.matmul_flops(1024, repeats=2, dtype=torch.bfloat16, device=model.device)
 ridge = flop_rate / bandwidth
 print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s | float32 matmul {flop_rate / 1e9:.0f} GFLOP/s "
       f"(bfloat16: {flop_rate_bf16 / 1e9:.0f}) | ridge point {ridge:.1f} FLOP/byte")
@@ -144,8 +144,8 @@ print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s | float32 matmul {flop_rate 
 #
 # ### The limits against what `generate` does
 #
-# We time `generate` on the sky prompt in float32 and in [bfloat16](glossary.md#quantization)
-# (half the bytes; [notebook 02](02_loading.ipynb) loads it), and one prefill pass over a long
+# We time `generate` on the sky prompt in float32 and in bfloat16 (half the bytes;
+# [notebook 02](02_loading.ipynb) compares the two), and one prefill pass over a long
 # prompt (`logits_to_keep=1`: only the last position's logits, as `generate` asks for).
 # `lt.time_decoding` (notebook 04) records when each token comes out: the first one includes the
 # prefill, the others are decoding steps.
@@ -184,6 +184,9 @@ for name, m, new, past, measured, rate in rows:
     points[name] = (flops / nbytes, flops * measured / new)
     print(f"{name:22}{nbytes / 1e6:9.0f}{flops / 1e9:8.2f}{flops / nbytes:8.2f}{limit:13.0f}{measured:10.1f}"
           f"{measured / limit:10.0%}")
+print(f"bfloat16 decodes at {decode_speed(decode_times['bfloat16']) / decode_speed(decode_times['float32']):.2f}x "
+      f"float32's speed, reading half the bytes; prefill makes "
+      f"{L / prefill_seconds['prefill'] / decode_speed(decode_times['float32']):.0f}x decoding's tokens a second")
 
 # %% [markdown]
 # Read the table as: decoding reads the whole model for each token, so its limit is the bandwidth
@@ -192,12 +195,14 @@ for name, m, new, past, measured, rate in rows:
 # where decoding makes tens: that is why the first token (the prompt) of an answer costs about as
 # much as a few later ones, however long the prompt.
 #
-# Decoding reaches only part of its limit here, for reasons the roofline leaves out: each step
+# Decoding reaches only part of its limit, for reasons the roofline leaves out: each step
 # launches several hundred small operations (about a dozen per layer), each with a fixed cost in
 # Python and in PyTorch's dispatcher, and a matrix-vector product on 2 cores does not stream memory
-# as fast as a plain sum. bfloat16 gains only where the CPU multiplies bfloat16 natively (AVX512-BF16
-# or AMX; the measured bfloat16 matmul speed above says how well this one does): elsewhere each
-# value is converted to float32 first, and the saving in bytes is eaten by the conversion.
+# as fast as a plain sum. Whether bfloat16's halved bytes turn into speed depends on the CPU's
+# kernels: a CPU without bfloat16 instructions (AVX512-BF16, AMX) converts every value to float32
+# first, and even one with them may run large bfloat16 matrix *products* fast (the matmul speed
+# above) but the matrix-*vector* products of decoding no faster than float32. The last line of
+# the table says what this CPU does.
 #
 # ### int8 and nf4
 #
@@ -212,7 +217,7 @@ for name, m, new, past, measured, rate in rows:
 with lt.capture() as bnb_import:
     import bitsandbytes as bnb
 
-HALF = torch.bfloat16  # the compute dtype of the quantized layers on a CPU (float16 on a GPU)
+HALF = torch.float16 if model.device.type == "cuda" else torch.bfloat16  # compute dtype, as in notebook 02
 matrices = [max(lt.linear_layers(layer).values(), key=lambda m: m.weight.numel()) for layer in lt.decoder_layers(model)]
 
 
@@ -229,7 +234,7 @@ def quantized(m, kind):
 
 
 formats = {"float32": torch.nn.ModuleList(matrices),
-           "bfloat16": torch.nn.ModuleList(copy.deepcopy(matrices)).to(HALF)}
+           str(HALF)[6:]: torch.nn.ModuleList(copy.deepcopy(matrices)).to(HALF)}  # "bfloat16" on a CPU
 with lt.capture() as quantizing:
     for kind in ("int8", "nf4"):
         formats[kind] = torch.nn.ModuleList(quantized(m, kind) for m in matrices)
@@ -238,7 +243,7 @@ format_bytes = {name: lt.weight_bytes(layers) + lt.quantization_constant_bytes(l
 for name, nbytes in format_bytes.items():
     print(f"{name:9} {lt.fmt(nbytes / 1e6, decimals=1, kind='exact'):>6} MB for {n_weights:,} weights "
           f"({lt.fmt(nbytes / n_weights, decimals=2, kind='exact')} bytes each, scales included)")
-assert format_bytes["int8"] < format_bytes["bfloat16"] / 1.9 and format_bytes["nf4"] < format_bytes["int8"] / 1.6
+assert format_bytes["int8"] < format_bytes[str(HALF)[6:]] / 1.9 and format_bytes["nf4"] < format_bytes["int8"] / 1.6
 
 # %%
 # NBVAL_IGNORE_OUTPUT
