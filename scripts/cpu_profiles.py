@@ -2,13 +2,14 @@
 
     python scripts/cpu_profiles.py              # every profile, a table of the drift against native
     python scripts/cpu_profiles.py --json F     # the same, also written to F
-    python scripts/cpu_profiles.py --compute P  # (internal) one profile's numbers, as JSON on stdout
+    python scripts/cpu_profiles.py --compute P ...  # (internal) the profiles' numbers, as JSON on stdout
     python scripts/cpu_profiles.py --run P -- COMMAND ...   # run a command under profile P
                                                  # (make test-profile: the notebooks under P)
 
 A profile limits the instruction sets that PyTorch (ATen), MKL and oneDNN may use, as an older or
-a different CPU would, in a fresh process (the limits are read when the libraries load). Each
-process computes what the notebooks print: logits at every position of three texts, token
+a different CPU would, in a process of its own (the limits are read when each library first runs
+a kernel; the processes are forked after the imports, before that). Each process computes what
+the notebooks print: logits at every position of three texts, token
 log-probs, perplexities, entropies at three temperatures, top-10 probabilities, and a greedy
 generation with its closest call. The drift of each quantity is its largest difference from the
 native profile: relative for perplexities, entropies and probabilities; absolute (in logits or
@@ -115,25 +116,69 @@ def environment(profile: str) -> dict[str, str]:
     return env
 
 
-def _start(profile: str) -> subprocess.Popen:
-    # one thread each, so that the processes can run side by side (results do not depend on the
-    # thread count: verified-facts)
-    env = {**os.environ, **environment(profile), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "LLM_TUTORIAL_THREADS": "1"}
-    return subprocess.Popen([sys.executable, __file__, "--compute", profile], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _compute_forked(profiles) -> dict[str, dict]:
+    """``compute()`` for each profile in a child forked from this process, all at once.
+
+    The slow part of a fresh process is importing torch and transformers (about 4 of its 7 CPU
+    seconds). Importing does not start ATen's kernel choice, MKL or oneDNN: each reads its limit
+    when first used, which happens in the child after it has set its profile's variables. Results
+    are bit-identical to a fresh process started with those variables (checked on the profiles).
+    """
+    import runpy
+
+    import torch  # noqa: F401  (imported once, before forking)
+    from transformers import AutoModelForCausalLM  # noqa: F401
+    from transformers.models.llama import modeling_llama  # noqa: F401
+
+    import llm_tutorial  # noqa: F401
+
+    children = {}
+    for profile in dict.fromkeys(profiles):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its profile's limits, then its numbers
+            status = 1
+            try:
+                os.close(read)
+                os.environ.update(environment(profile))
+                if profile in NO_AVX512:  # what PYTHONPATH=portable does at start-up in a fresh process
+                    runpy.run_path(os.path.join(PORTABLE, "sitecustomize.py"))
+                with os.fdopen(write, "w") as out:
+                    out.write(json.dumps(compute()))
+                status = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        os.close(write)
+        children[profile] = (pid, os.fdopen(read))
+    results, failed = {}, []
+    for profile, (pid, out) in children.items():
+        text = out.read()
+        out.close()
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            failed.append(f"profile {profile} failed (wait status {status})")
+        else:
+            results[profile] = json.loads(text)
+    if failed:
+        raise RuntimeError("; ".join(failed))
+    return results
 
 
 def run_all(profiles) -> dict[str, dict]:
-    """``compute()`` in a fresh process for each profile, all started at once."""
-    procs = {p: _start(p) for p in dict.fromkeys(profiles)}
-    results = {}
-    for profile, proc in procs.items():
-        out, err = proc.communicate(timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"profile {profile} failed (exit status {proc.returncode}):\n{err[-3000:]}")
-        results[profile] = json.loads(out.strip().splitlines()[-1])
-    return results
+    """``compute()`` under each profile, side by side: one fresh process (one thread per profile)
+    that imports the libraries once and forks a child per profile (``_compute_forked``)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LLM_TUTORIAL_THREADS": "1"}
+    proc = subprocess.run([sys.executable, __file__, "--compute", *dict.fromkeys(profiles)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"computing the profiles failed (exit status {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(profile: str) -> dict:
@@ -165,7 +210,7 @@ def drift(numbers: dict, reference: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--compute", choices=sorted(PROFILES), help=argparse.SUPPRESS)
+    parser.add_argument("--compute", nargs="+", choices=sorted(PROFILES), help=argparse.SUPPRESS)
     parser.add_argument("--profiles", nargs="*", default=list(PROFILES), choices=sorted(PROFILES))
     parser.add_argument("--json", help="also write the drift table to this file")
     parser.add_argument("--run", choices=sorted(PROFILES), help="run the command after -- under this profile")
@@ -181,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cpu_profiles: {' '.join(command)} under {args.run}: {environment(args.run)}", flush=True)
         return subprocess.call(command, env={**os.environ, **environment(args.run)})
     if args.compute:
-        print(json.dumps(compute()))
+        print(json.dumps(_compute_forked(args.compute)))
         return 0
     if platform.machine() not in ("x86_64", "AMD64"):
         print("cpu_profiles: the instruction-set limits apply to x86-64 only; nothing to compare")

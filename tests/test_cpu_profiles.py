@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
 
 @pytest.fixture(scope="module")
 def numbers():
-    """Every profile's numbers, computed side by side (one process and one thread each)."""
+    """Every profile's numbers, computed side by side (one forked process and one thread each)."""
     return cpu_profiles.run_all([p for p in cpu_profiles.PROFILES if cpu_profiles.runnable(p)])
 
 
@@ -61,3 +61,7 @@ def test_a_profile_this_cpu_cannot_run_is_known():
 def test_the_profiles_really_change_the_kernels(numbers, native):
     assert numbers["default"]["capability"] == "DEFAULT" and numbers["avx2"]["capability"] == "AVX2"
     assert native["greedy_gap"] >= stable.GAP
+    # the limits took effect in the forked processes: ATen's (default) and MKL's (mkl-compatible)
+    # other kernels round differently from native
+    assert cpu_profiles.drift(numbers["default"], native)["logits_abs"] > 0
+    assert cpu_profiles.drift(numbers["mkl-compatible"], native)["logits_abs"] > 0
