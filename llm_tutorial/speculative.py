@@ -36,7 +36,7 @@ have the same property. Batch size 1 only, as in transformers.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -55,9 +55,10 @@ class SpeculationStats:
 
     ``forward_calls``: forward passes of the (big) model; ``draft_forward_calls``: of the draft
     model (0 for prompt lookup); ``drafted``: guessed tokens sent to the model for checking;
-    ``accepted``: guesses the model agreed with; ``new_tokens``: tokens generated. Plain greedy
-    decoding needs one forward pass per new token, so ``new_tokens / forward_calls`` is the
-    saving in passes of the big model.
+    ``accepted``: guesses the model agreed with; ``new_tokens``: tokens generated; ``rounds``:
+    ``(drafted, accepted)`` of each forward pass of the model, in order. Plain greedy decoding
+    needs one forward pass per new token, so ``new_tokens / forward_calls`` is the saving in
+    passes of the big model.
     """
 
     forward_calls: int = 0
@@ -65,6 +66,7 @@ class SpeculationStats:
     drafted: int = 0
     accepted: int = 0
     new_tokens: int = 0
+    rounds: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float:
@@ -200,6 +202,7 @@ def _speculate(model, input_ids, mask, max_new_tokens, eos_ids, propose, stats):
         stats.forward_calls += 1
         stats.drafted += len(draft)
         stats.accepted += agreed
+        stats.rounds.append((len(draft), agreed))
         stats.new_tokens += len(kept)
         tokens = torch.cat([tokens, tokens.new_tensor([kept])], dim=1)
         mask = torch.cat([mask, mask.new_ones(1, len(kept))], dim=1)
@@ -298,7 +301,8 @@ def speculative_generate(model, draft_model, input_ids, attention_mask=None, *, 
     input_ids, mask, max_new_tokens, eos_ids = _prepare(model, input_ids, attention_mask, max_new_tokens,
                                                         eos_token_id, pad_token_id, return_stats)
     num_draft_tokens = check_int(num_draft_tokens, "num_draft_tokens", low=1)
-    _check_inputs(draft_model, input_ids, None)
+    if not callable(draft_model) or not hasattr(draft_model, "get_output_embeddings"):
+        raise TypeError(f"draft_model must be a Hugging Face causal LM, not {type(draft_model).__name__}")
     if _vocab_size(draft_model) != _vocab_size(model):
         raise ValueError(f"draft_model must have the vocabulary of model ({_vocab_size(model)} tokens), got "
                          f"{_vocab_size(draft_model)}: use a draft made with the same tokenizer")

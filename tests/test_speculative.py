@@ -80,6 +80,8 @@ def test_prompt_lookup_equals_generate_on_tiny_models(request, arch):
         assert torch.equal(out, greedy(model, ids, max_new_tokens=12))
         assert stats.new_tokens == 12 and stats.drafted > 0 and stats.accepted <= stats.drafted
         assert stats.forward_calls == stats.new_tokens - stats.accepted  # each pass: the kept guesses + 1
+        assert [sum(column) for column in zip(*stats.rounds)] == [stats.drafted, stats.accepted]
+        assert len(stats.rounds) == stats.forward_calls and all(a <= d for d, a in stats.rounds)
 
 
 def test_prompt_lookup_makes_as_many_passes_as_transformers(tiny_gpt2):
@@ -176,6 +178,7 @@ def test_eos_inside_a_guessed_block(tiny_llama):
     assert torch.equal(out, greedy(tiny_llama, ids, max_new_tokens=12, eos_token_id=eos))
     assert out[0, ids.shape[1]:].tolist() == plain[:3]
     assert (stats.forward_calls, stats.drafted, stats.accepted, stats.new_tokens) == (1, 3, 3, 3)
+    assert stats.rounds == [(3, 3)]
 
 
 def test_an_always_wrong_draft_changes_nothing_but_the_work(tiny_llama, tiny_gpt2):
@@ -256,7 +259,7 @@ def test_argument_errors(tiny_llama, tiny_gpt2):
         speculative_generate(tiny_llama, tiny_llama, ids, max_new_tokens=3, num_draft_tokens=0)
     with pytest.raises(ValueError, match="draft_model's 32 positions"):
         speculative_generate(tiny_llama, tiny_gpt2, ids, max_new_tokens=30)
-    with pytest.raises(TypeError, match="model"):
+    with pytest.raises(TypeError, match="draft_model must be a Hugging Face causal LM, not str"):
         speculative_generate(tiny_llama, "draft", ids, max_new_tokens=3)
     tiny_llama.resize_token_embeddings(100)
     with pytest.raises(ValueError, match="vocabulary"):
