@@ -96,6 +96,7 @@ assert by_hand_bytes == lt.forward_bytes(model, 1, past_tokens=context)
 # %%
 prompt = lt.chat_inputs(tokenizer, "Why is the sky blue?", device=model.device)
 P = prompt["input_ids"].shape[1]
+attention = model.config._attn_implementation  # "sdpa" here: put back afterwards
 model.set_attn_implementation("eager")
 try:
     with torch.inference_mode():
@@ -103,7 +104,7 @@ try:
         with FlopCounterMode(display=False) as counter:
             model(prompt["input_ids"][:, -1:], past_key_values=cache, use_cache=True)
 finally:
-    model.set_attn_implementation("sdpa")
+    model.set_attn_implementation(attention)
 print(f"one step after {P} cached tokens: torch counted {counter.get_total_flops():,} FLOPs")
 assert counter.get_total_flops() == lt.forward_flops(model, 1, past_tokens=P)
 
@@ -191,9 +192,9 @@ print(f"bfloat16 decodes at {decode_speed(decode_times['bfloat16']) / decode_spe
 # %% [markdown]
 # Read the table as: decoding reads the whole model for each token, so its limit is the bandwidth
 # divided by about half a gigabyte; bfloat16 halves the bytes and so doubles the limit. Prefill
-# reuses every weight it reads for all the prompt's tokens, so it makes hundreds of tokens a second
-# where decoding makes tens: that is why the first token (the prompt) of an answer costs about as
-# much as a few later ones, however long the prompt.
+# reuses every weight it reads for all the prompt's tokens, so it makes many times more tokens a
+# second than decoding (the line under the table says how many times here): a prompt of a few
+# dozen tokens costs about as much time as a few generated ones.
 #
 # Decoding reaches only part of its limit, for reasons the roofline leaves out: each step
 # launches several hundred small operations (about a dozen per layer), each with a fixed cost in
@@ -201,15 +202,15 @@ print(f"bfloat16 decodes at {decode_speed(decode_times['bfloat16']) / decode_spe
 # as fast as a plain sum. Whether bfloat16's halved bytes turn into speed depends on the CPU's
 # kernels: a CPU without bfloat16 instructions (AVX512-BF16, AMX) converts every value to float32
 # first, and even one with them may run large bfloat16 matrix *products* fast (the matmul speed
-# above) but the matrix-*vector* products of decoding no faster than float32. The last line of
-# the table says what this CPU does.
+# above) but the matrix-*vector* products of decoding no faster than float32. The line under the
+# table says what this CPU does.
 #
 # ### int8 and nf4
 #
 # [Quantization](glossary.md#quantization) reads even fewer bytes: 1 byte per weight for int8,
 # half a byte for nf4 (plus their scales). Whether that buys speed depends on the kernels.
 # [Notebook 02](02_loading.ipynb) timed whole quantized models; here we time the part that
-# matters for the roofline, cheaply: the 30 largest weight matrices of the model (one per layer),
+# matters for the roofline, cheaply: the largest weight matrix of every layer of the model,
 # each multiplying one vector, as a decoding step does, in each format (bitsandbytes layers,
 # quantized as `from_pretrained` does).
 
