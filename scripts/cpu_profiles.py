@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -49,27 +50,30 @@ QUESTION = "What is the capital of France? Answer in one sentence."
 TEMPERATURES = [0.5, 1.0, 2.0]
 
 
-def compute() -> dict:
-    """This process's numbers (the profile is whatever environment it was started with)."""
+def compute(tok=None) -> dict:
+    """This process's numbers (the profile is whatever environment it was started with);
+    ``tok``: the tokenizer, if already loaded (it runs no kernel of torch)."""
     import torch
 
     import llm_tutorial as lt
     from llm_tutorial.notebook import thread_count
 
     torch.set_num_threads(thread_count())
-    model, tok = lt.load_model(), lt.load_tokenizer()
+    model, tok = lt.load_model(), tok or lt.load_tokenizer()
     out = {"capability": torch.backends.cpu.get_cpu_capability(), "texts": []}
     for text in TEXTS:
         ids = tok(text, return_tensors="pt").input_ids
         with torch.inference_mode():
             logits = model(ids).logits[0].float()
-        logprobs = torch.log_softmax(logits, -1)
+        token_logprobs = torch.log_softmax(logits, -1)[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
         last = logits[-1]
         out["texts"].append({
             "logits": logits[:, :: 97].flatten().tolist(),  # a sample of every position's logits
             "logit_max": float(logits.abs().max()),
-            "token_logprobs": logprobs[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1).tolist(),
-            "perplexity": lt.perplexity(model, tok, text),
+            "token_logprobs": token_logprobs.tolist(),
+            # lt.perplexity's formula on the same log-probs: the same number without a second forward
+            # pass (lt.perplexity passes an all-ones mask, which gives bit-identical logits)
+            "perplexity": math.exp(-float(token_logprobs.sum()) / token_logprobs.numel()),
             "entropy": [float(lt.entropy(last[None] / t)[0]) for t in TEMPERATURES],
             "top10_probs": torch.softmax(last, -1).topk(10).values.tolist(),
             "top10_ids": torch.softmax(last, -1).topk(10).indices.tolist(),
@@ -120,9 +124,10 @@ def _compute_forked(profiles) -> dict[str, dict]:
     """``compute()`` for each profile in a child forked from this process, all at once.
 
     The slow part of a fresh process is importing torch and transformers (about 4 of its 7 CPU
-    seconds). Importing does not start ATen's kernel choice, MKL or oneDNN: each reads its limit
-    when first used, which happens in the child after it has set its profile's variables. Results
-    are bit-identical to a fresh process started with those variables (checked on the profiles).
+    seconds); the tokenizer is loaded once here too. Neither runs a kernel, so ATen's kernel
+    choice, MKL and oneDNN are not started: each reads its limit when first used, in the child,
+    after it has set its profile's variables. Results are bit-identical to a fresh process
+    started with those variables (checked on the five profiles).
     """
     import runpy
 
@@ -130,8 +135,9 @@ def _compute_forked(profiles) -> dict[str, dict]:
     from transformers import AutoModelForCausalLM  # noqa: F401
     from transformers.models.llama import modeling_llama  # noqa: F401
 
-    import llm_tutorial  # noqa: F401
+    import llm_tutorial as lt
 
+    tok = lt.load_tokenizer()
     children = {}
     for profile in dict.fromkeys(profiles):
         read, write = os.pipe()
@@ -144,7 +150,7 @@ def _compute_forked(profiles) -> dict[str, dict]:
                 if profile in NO_AVX512:  # what PYTHONPATH=portable does at start-up in a fresh process
                     runpy.run_path(os.path.join(PORTABLE, "sitecustomize.py"))
                 with os.fdopen(write, "w") as out:
-                    out.write(json.dumps(compute()))
+                    out.write(json.dumps(compute(tok)))
                 status = 0
             except BaseException:
                 import traceback
