@@ -227,7 +227,8 @@ def test_generate_errors_and_warnings_are_caught_without_stray_stderr(model, tok
     assert capfd.readouterr().err == ""
 
 
-def test_default_length_warning_is_a_python_warning(model, tokenizer):
+def test_default_length_warning_is_a_python_warning(tiny_llama, tokenizer):
+    model = tiny_llama  # generate's own warning, whatever the model (a tiny one: 20 cheap steps)
     inputs = tokenizer("Hi", return_tensors="pt").to(model.device)
     n_prompt = inputs["input_ids"].shape[1]
     with capture() as explicit:
