@@ -533,7 +533,7 @@ def answers_of(sequences):
     return [tokenizer.decode(row[P_PEOPLE:], skip_special_tokens=True) for row in sequences]
 
 
-free_json = answer(people, max_new_tokens=N_JSON)
+free_json = answer(people, max_new_tokens=12)  # the start is enough: see below
 closest_call(free_json, "the free JSON answers")
 json_out = answer(people, max_new_tokens=N_JSON, logits_processor=[lt.grammar_processor(tokenizer, json_schema=SCHEMA)])
 closest_call(json_out, "the constrained JSON answers")
@@ -541,12 +541,14 @@ for name, out in (("free", free_json), ("schema", json_out)):
     for text in answers_of(out.sequences):
         print(f"{name:<7} valid: {valid(text)!s:<5} {text[:90]!r}")
     print(f"{name}: {sum(map(valid, answers_of(out.sequences)))} of {len(PROMPTS)} valid")
-assert not any(map(valid, answers_of(free_json.sequences))) and all(map(valid, answers_of(json_out.sequences)))
+assert not any(text.lstrip().startswith("{") for text in answers_of(free_json.sequences))  # never valid
+assert all(map(valid, answers_of(json_out.sequences)))
 
 # %% [markdown]
-# Free, the model writes JSON-like text in a code fence, with other keys (`colors`), nested
-# objects, and runs out of tokens; with the schema, every answer parses and follows it. Sampled,
-# two draws per prompt (seed 0), the same batch with and without the schema:
+# Free, the model starts with a code fence or a sentence: a JSON document starts with `{` (after
+# optional whitespace), so these answers can never become valid, however long they run (their
+# first 12 tokens are enough to know). With the schema, every answer parses and follows it.
+# Sampled, two draws per prompt (seed 0), the same batch with and without the schema, in full:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -726,9 +728,9 @@ print(f"lt.CachedChat: the same answers; {chat.positions_saved} positions read f
 # 1. **Room to start.** Allow the model to write "The capital of France is " (or nothing) before
 #    the city in the pattern of the fixed choice, generate with `lt.regex_processor`, and check
 #    that the answer now names Paris.
-# 2. **Ban every form of a word.** The answer to "Where is the Eiffel Tower?" names France. Ban
-#    every form of `France` (spaces, cases) and check that the greedy answer (16 tokens) no longer
-#    contains it in any case.
+# 2. **Ban every form of a word.** The greedy answer to "Where is the Eiffel Tower?" is "The
+#    Eiffel Tower is located in Paris, France, France." Ban every form of `France` (spaces, cases)
+#    and check that the greedy answer (16 tokens) no longer contains it in any case.
 # 3. **A third turn.** Continue `chat` with "Thank you!" (`max_new_tokens=8`). How many positions
 #    did the cache save over the three turns, and which tokens did the third turn's prompt have to
 #    compute?
@@ -745,13 +747,11 @@ assert regex.fullmatch(ROOM, roomy_text) and roomy_text.endswith("Paris.")
 eiffel = lt.chat_inputs(tokenizer, "Where is the Eiffel Tower?", device=model.device)
 P_EIFFEL = eiffel["input_ids"].shape[1]
 forms = [prefix + word for prefix in ("", " ") for word in ("France", "FRANCE", "france")]
-before = answer(eiffel, max_new_tokens=16)
 after = answer(eiffel, max_new_tokens=16, bad_words_ids=[ids_of(form) for form in forms])
 closest_call(after, "the answer without France")
-before_text, after_text = (tokenizer.decode(out.sequences[0, P_EIFFEL:], skip_special_tokens=True)
-                           for out in (before, after))
+after_text = tokenizer.decode(after.sequences[0, P_EIFFEL:], skip_special_tokens=True)
 print(repr(after_text))
-assert "france" in before_text.lower() and "france" not in after_text.lower()
+assert "france" not in after_text.lower() and len(forms) == 6
 
 # %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 with lt.capture() as got_3:
