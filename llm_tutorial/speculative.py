@@ -317,7 +317,14 @@ def speculative_generate(model, draft_model, input_ids, attention_mask=None, *, 
 
 
 def _vocab_size(model) -> int:
-    return model.get_output_embeddings().weight.shape[0]
+    """Rows of the output layer (the logits' width); also for a head without a plain weight tensor,
+    such as a dynamically quantized int8 copy."""
+    head = model.get_output_embeddings()
+    if isinstance(getattr(head, "weight", None), torch.Tensor):
+        return head.weight.shape[0]
+    if isinstance(getattr(head, "out_features", None), int):
+        return head.out_features
+    return model.config.get_text_config().vocab_size
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,6 +192,22 @@ def test_an_always_wrong_draft_changes_nothing_but_the_work(tiny_llama, tiny_gpt
     assert stats.accepted == 0 and stats.forward_calls == 10 and stats.drafted == stats.draft_forward_calls > 0
 
 
+def test_a_dynamically_quantized_int8_draft(tiny_llama):
+    """Its output layer has no plain weight tensor; the vocabulary check must still work."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
+        draft = torch.ao.quantization.quantize_dynamic(copy.deepcopy(tiny_llama), {torch.nn.Linear},
+                                                       dtype=torch.qint8)
+    assert not isinstance(getattr(draft.get_output_embeddings(), "weight", None), torch.Tensor)
+    ids = random_prompts(1, seed=5)[0]
+    out, stats = speculative_generate(tiny_llama, draft, ids, max_new_tokens=8, num_draft_tokens=3,
+                                      return_stats=True)
+    assert torch.equal(out, greedy(tiny_llama, ids, max_new_tokens=8)) and stats.drafted > 0
+
+
 @pytest.mark.parametrize("target, draft", [("tiny_gpt2", "tiny_llama"), ("tiny_llama", "tiny_gpt2")])
 def test_a_random_draft_of_another_architecture(request, target, draft):
     target, draft = request.getfixturevalue(target), request.getfixturevalue(draft)
