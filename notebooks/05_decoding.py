@@ -968,7 +968,7 @@ d_len = DESCRIBE["input_ids"].shape[1]
 def sea_beams(length_penalty):
     """(total log-prob, length, ended by EOS, text) of the 4 answers generate() returns, best first."""
     with torch.inference_mode():
-        out = model.generate(**DESCRIBE, max_new_tokens=40, do_sample=False, num_beams=4, num_return_sequences=4,
+        out = model.generate(**DESCRIBE, max_new_tokens=32, do_sample=False, num_beams=4, num_return_sequences=4,
                              length_penalty=length_penalty, return_dict_in_generate=True, output_scores=True)
     scored = lt.token_logprobs(model, out.sequences)[:, d_len - 1:]  # one pass; pads after an EOS not counted
     beams = []
@@ -992,7 +992,7 @@ assert reranked[0.0] == min(f[1] for f in finished[1.0]) and reranked[2.0] == ma
 # Re-ranking after the fact is not what `generate(length_penalty=2.0)` does. The value acts during
 # the search: `generate()` keeps only the `num_beams` best *finished* beams by this score as they
 # come in, and decides by it when to stop looking for better ones. Run with 2.0, the same question
-# gives other answers, not just another order:
+# gives other answers, not just another order: its winner is one the default search never returned.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1005,6 +1005,7 @@ in_common = len({f[3] for f in finished[2.0]} & {f[3] for f in finished[1.0]})
 print(f"answers in common with the default run: {in_common} of 4; winner's length {finished[2.0][0][1]} "
       f"(re-ranking predicted {reranked[2.0]})")
 assert finished[2.0][0][1] >= reranked[2.0] > finished[1.0][0][1]  # the search went on to longer answers
+assert finished[2.0][0][3] not in {f[3] for f in finished[1.0]}  # a winner the default run did not return
 
 # %% [markdown]
 # **`num_return_sequences` with sampling** draws that many independent samples in one call (we did
