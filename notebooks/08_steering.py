@@ -72,7 +72,8 @@ def closest_call(out, what):
 #
 # `generate` stops at an [EOS](glossary.md#eos) token; often you want it to stop at a piece of
 # *text* instead, a [stop string](glossary.md#stop-string): the end of a line, a closing brace,
-# the next `"Q:"`. Text and tokens do not line up, though. Here is a short answer, token by token:
+# the next `"Q:"`. Text and [tokens](glossary.md#token) do not line up, though. Here is a short
+# answer, token by token:
 
 # %%
 TIPS = "Give me two tips for sleeping well, briefly."
@@ -99,7 +100,7 @@ assert torch.equal(stopped, tips_ids[:, :stopped.shape[1]])  # the same answer, 
 assert text.endswith("\n\n") and text.index("\n") == len(text) - 2  # one character past the stop string
 
 # %% [markdown]
-# `generate` needs the `tokenizer=` to turn token ids into text. By hand, in the loop of notebook
+# `generate` needs `tokenizer=` to know the text of each token. By hand, in the loop of notebook
 # 04 (`lt.stream_tokens`, as in its exercise 3): after each token, decode the **tail** of the
 # sequence and look for a stop string that *ends inside the last token* (one that ended earlier
 # would have stopped the loop already). A stop string can span several tokens, so the tail must be
@@ -309,7 +310,7 @@ assert lt.distinct_ngram_ratio(poems[None], 3) < 1 == lt.distinct_ngram_ratio(po
 # No 3-gram repeats any more, and the poem has to find other words. The price is the same as for
 # the repetition penalty ([notebook 05 §7](05_decoding.ipynb#repetition-penalty-eos)): the rule
 # knows nothing about meaning, so a name of three tokens can be written only once, and the
-# template's own tokens in the prompt count too.
+# [chat template](glossary.md#chat-template)'s own tokens in the prompt count too.
 #
 # ## 3. Structured output: a regular expression by hand
 #
@@ -430,9 +431,10 @@ assert package.tests < hand.tests
 # [llguidance](https://github.com/guidance-ai/llguidance) through `lt.grammar_processor`: a
 # Rust library with wheels on PyPI for Linux, macOS and Windows that needs no GPU and no compiler,
 # reads the Hugging Face tokenizer object itself (offline), and takes regular expressions, JSON
-# schemas and grammars. (xgrammar and outlines-core do the same job; outlines-core builds its
-# index from the vocabulary ahead of time, xgrammar targets GPU serving.) Same regular
-# expression, same tokens at every step, same answer:
+# schemas and grammars. (xgrammar and outlines-core do the same job and install as easily; both
+# compile a grammar against the vocabulary ahead of time, outlines-core into an index of every
+# state and token, where llguidance computes each mask when it is needed, so a new schema costs
+# no start-up time.) Same regular expression, same tokens at every step, same answer:
 
 # %%
 library = lt.grammar_processor(tokenizer, regex=DATE)
@@ -478,8 +480,8 @@ assert fewer > 0
 # Two lessons. First, the answer is Lyon. Unconstrained, the model starts with "The capital of
 # France is": with that ruled out, its best first token among the allowed ones was `"L"`, and a
 # constraint never looks ahead. Let the pattern (or the prompt) leave room for the words the model
-# wants to write first (exercise 1); the date above is wrong for the same reason: the model wanted
-# to write the month as a word. Second, once the text is `"L"`, the rest (`"yon."`) is forced, and
+# wants to write first (exercise 1). The date above is wrong probably for the same reason: the
+# model wanted to write the month as a word. Second, once the text is `"L"`, the rest (`"yon."`) is forced, and
 # llguidance then allows only the tokens the tokenizer itself would cut it into, where the
 # hand-written processor allows every token that fits. Both keep the text a match; the library
 # also keeps the token sequence the one the model saw in training. For the date nothing was forced
@@ -575,8 +577,7 @@ assert valid_count["schema"] == total and valid_count["free"] < total
 #
 # ## 4. A chat that reuses its cache
 #
-# A chat renders the whole conversation through the [chat template](glossary.md#chat-template) at
-# every turn. The model has already seen everything up to its last answer: its KV cache holds the
+# A chat renders the whole conversation through the chat template at every turn. The model has already seen everything up to its last answer: its KV cache holds the
 # keys and values of those positions, so the next turn only needs the tokens after them
 # ([prefix caching](glossary.md#prefix-caching)). Our first turn is the tips answer of section 1,
 # with its cache:
@@ -617,8 +618,9 @@ print(repr(tokenizer.decode(alone[:12])))
 assert second[-len(alone):] != alone and "system" in tokenizer.decode(alone)
 
 # %% [markdown]
-# The second turn, fed over the cropped cache, against the same prompt computed from scratch (a
-# forward hook counts the positions each forward call receives, as in notebook 04 §3):
+# The second turn, fed over the cropped cache at the [positions](glossary.md#position-ids) that
+# follow it, against the same prompt computed from scratch (a forward hook counts the positions
+# each forward call receives, as in notebook 04 §3):
 
 # %%
 fed = []  # positions received by each forward call
