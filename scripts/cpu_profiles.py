@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 
@@ -180,11 +181,18 @@ def run_all(profiles) -> dict[str, dict]:
     """``compute()`` under each profile, side by side: one fresh process (one thread per profile)
     that imports the libraries once and forks a child per profile (``_compute_forked``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LLM_TUTORIAL_THREADS": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--compute", *dict.fromkeys(profiles)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen([sys.executable, __file__, "--compute", *dict.fromkeys(profiles)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: the children with it
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError("computing the profiles took over 600 s; stopped with its children") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"computing the profiles failed (exit status {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"computing the profiles failed (exit status {proc.returncode}):\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def run(profile: str) -> dict:
