@@ -481,11 +481,11 @@ assert fewer > 0
 # France is": with that ruled out, its best first token among the allowed ones was `"L"`, and a
 # constraint never looks ahead. Let the pattern (or the prompt) leave room for the words the model
 # wants to write first (exercise 1). The date above is wrong probably for the same reason: the
-# model wanted to write the month as a word. Second, once the text is `"L"`, the rest (`"yon."`) is forced, and
-# llguidance then allows only the tokens the tokenizer itself would cut it into, where the
-# hand-written processor allows every token that fits. Both keep the text a match; the library
-# also keeps the token sequence the one the model saw in training. For the date nothing was forced
-# but a `"-"` that only one token spells, so the two agreed.
+# model wanted to write the month as a word. Second, once the text is `"L"`, the rest (`"yon."`)
+# is forced, and llguidance then allows only the first token of the tokenizer's own split of it
+# (`"yon"`, its "fast-forward" tokens), where the hand-written processor allows every token that
+# fits. Both keep the text a match; the library also keeps the tokens the way the model saw them in
+# training. In the date, no two characters in a row were forced, so the two agreed at every step.
 #
 # ### A JSON schema
 #
