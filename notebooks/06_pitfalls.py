@@ -259,7 +259,7 @@ assert lt.distinct_ngram_ratio(greedy_cat, 4) < 0.3
 
 # %%
 lt.set_seed(0)
-sampled_cat = new_tokens(model.generate(**cat, max_new_tokens=24, do_sample=True), cat)[0]
+sampled_cat = new_tokens(model.generate(**cat, max_new_tokens=16, do_sample=True), cat)[0]
 print(repr(tokenizer.decode(sampled_cat, skip_special_tokens=True)))
 print("distinct 4-grams:", lt.fmt(lt.distinct_ngram_ratio(sampled_cat, 4), 2, kind="exact"))
 assert lt.distinct_ngram_ratio(sampled_cat, 4) > 0.9
@@ -626,11 +626,11 @@ assert torch.equal(both, ref) and torch.equal(seed_style, ref)
 # **Symptom.** With `repetition_penalty=2.0` the model no longer stops.
 
 # %%
-output = model.generate(**chat, max_new_tokens=20, do_sample=False, repetition_penalty=2.0, **SCORES)
+output = model.generate(**chat, max_new_tokens=16, do_sample=False, repetition_penalty=2.0, **SCORES)
 rp_new = new_tokens(checked(output, "the penalised answer"), chat)[0]  # checked on the penalised scores
 print(len(rp_new), "new tokens, ends with EOS:", bool(rp_new[-1] == tokenizer.eos_token_id))
 print(repr(tokenizer.decode(rp_new)))
-assert len(rp_new) == 20 and tokenizer.eos_token_id not in rp_new.tolist()
+assert len(rp_new) == 16 and tokenizer.eos_token_id not in rp_new.tolist()
 
 # %% [markdown]
 # **Cause.** The penalty divides the logit of every token already in the sequence, and for a
@@ -1095,7 +1095,7 @@ def generation_defaults(model, config):
 pet = lt.chat_inputs(tokenizer, "Suggest a name for a black cat.", device=model.device)
 lt.set_seed(0)  # only so that this notebook's stored output is reproducible
 with generation_defaults(model, shipped), lt.capture(level="INFO") as got:
-    two_runs = [new_tokens(model.generate(**pet, max_new_tokens=16), pet)[0] for _ in range(2)]
+    two_runs = [new_tokens(model.generate(**pet, max_new_tokens=12), pet)[0] for _ in range(2)]
 for answer in two_runs:
     print(repr(tokenizer.decode(answer, skip_special_tokens=True)))
 print("logged:", got)
