@@ -9,7 +9,7 @@ a stored output hold on any CPU:
 - ``fmt(x, digits)``: ``x`` rounded to ``digits`` significant digits (or ``decimals=``), but only
   where every value within twice the tolerance around ``x`` prints the same; otherwise with one
   digit fewer, and so on.
-- ``top2_gap`` / ``greedy_gap`` / ``ranking_gap`` and ``check_gap``: a greedy text, a top-k list
+- ``top2_gap`` / ``greedy_gap`` / ``scores_gap`` / ``ranking_gap`` and ``check_gap``: a greedy text, a top-k list
   or a ranking flips when two logits are nearly tied; these measure the closest call (in logits)
   and, in checking mode, refuse to let a near-tie into a compared output.
 
@@ -45,6 +45,7 @@ __all__ = [
     "fmt",
     "greedy_gap",
     "ranking_gap",
+    "scores_gap",
     "top2_gap",
 ]
 
@@ -336,6 +337,33 @@ def greedy_gap(model, sequences, prompt_length: int, attention_mask=None, *, eos
         done = torch.isin(chosen, torch.tensor(eos, device=gaps.device)).long().cumsum(-1)
         after_eos = (done - torch.isin(chosen, torch.tensor(eos, device=gaps.device)).long()) > 0
         gaps = gaps.masked_fill(after_eos, math.inf)
+    return float(gaps.min())
+
+
+def scores_gap(output, eos_token_id=None) -> float:
+    """The closest call of a greedy ``generate(..., output_scores=True, return_dict_in_generate=True)``:
+    the smallest top-1/top-2 gap among the scores each step chose from (after its logits
+    processors: a repetition penalty, a ban, a bias, a constraint), each row counted up to its
+    first ``eos_token_id`` (an int or a list, as passed to ``generate``; None counts every step).
+    Unlike ``greedy_gap`` it needs no second forward pass.
+
+    >>> ids = tok("The capital of France is", return_tensors="pt").input_ids
+    >>> out = model.generate(ids, max_new_tokens=3, do_sample=False, output_scores=True,
+    ...                      return_dict_in_generate=True)
+    >>> scores_gap(out, tok.eos_token_id) > GAP
+    True
+    """
+    import torch
+
+    scores = getattr(output, "scores", None)
+    if not scores:
+        raise ValueError("output must come from generate(..., output_scores=True, return_dict_in_generate=True)")
+    gaps = top2_gap(torch.stack(scores, dim=1))  # [batch, steps]
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    if eos:
+        chosen = output.sequences[:, -gaps.shape[1]:].to(gaps.device)
+        is_eos = torch.isin(chosen, torch.tensor(eos, device=gaps.device)).long()
+        gaps = gaps.masked_fill(is_eos.cumsum(-1) - is_eos > 0, math.inf)  # pads after a row's EOS
     return float(gaps.min())
 
 

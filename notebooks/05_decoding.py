@@ -106,13 +106,9 @@ SCORES = dict(output_scores=True, return_dict_in_generate=True)  # what closest_
 
 
 def closest_call(output, what):
-    """The smallest top-1/top-2 gap among the scores a greedy ``generate(..., **SCORES)`` chose
-    from (each row up to its EOS), checked by ``lt.check_gap``."""
-    scores = torch.stack(output.scores, dim=1).float()
-    chosen = output.sequences[:, -scores.shape[1]:]
-    is_eos = chosen == EOS
-    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-    return lt.check_gap(float(lt.top2_gap(scores).masked_fill(after_eos, math.inf).min()), what)
+    """Check the closest call of a greedy ``generate(..., **SCORES)``: ``lt.scores_gap``, the
+    smallest top-1/top-2 gap among the scores it chose from (each row up to its EOS)."""
+    return lt.check_gap(lt.scores_gap(output, EOS), what)
 
 
 STORY = encode("Once upon a time")

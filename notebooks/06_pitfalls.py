@@ -80,15 +80,10 @@ SCORES = {"output_scores": True, "return_dict_in_generate": True}  # generate() 
 
 def checked(output, what, eos_token_id=None):
     """``output.sequences`` of a greedy ``generate(..., **SCORES)``, once ``lt.check_gap`` has
-    checked its closest call: the smallest top-1/top-2 gap among the scores it chose from (after
-    its logits processors), each row up to its EOS."""
-    scores = torch.stack(output.scores, dim=1).float()
-    chosen = output.sequences[:, -scores.shape[1]:]
+    checked its closest call: ``lt.scores_gap``, the smallest top-1/top-2 gap among the scores it
+    chose from (after its logits processors), each row up to its EOS."""
     eos = model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
-    eos_ids = torch.tensor([] if eos is None else eos, dtype=torch.long, device=chosen.device).reshape(-1)
-    is_eos = torch.isin(chosen, eos_ids)
-    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-    lt.check_gap(float(lt.top2_gap(scores).masked_fill(after_eos, float("inf")).min()), what)
+    lt.check_gap(lt.scores_gap(output, eos), what)
     return output.sequences
 
 

@@ -54,7 +54,7 @@ model = lt.load_model()
 tokenizer = lt.load_tokenizer()
 EOS = tokenizer.eos_token_id
 cpu_start = time.process_time()  # the notebook's CPU seconds, reported at the end
-print(type(model).__name__, model.dtype, "on", model.device, "|", torch.get_num_threads(), "threads")
+print(type(model).__name__, model.dtype, "on", model.device)  # threads: see the banner
 
 # %% [markdown]
 # ## 1. The roofline of this machine

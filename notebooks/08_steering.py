@@ -60,11 +60,8 @@ def tokens_of(ids):
 
 def closest_call(out, what):
     """Check the smallest top-1/top-2 gap of the scores each step chose from (after every
-    processor), up to each row's EOS: the printed choices hold on any CPU."""
-    gaps = lt.top2_gap(torch.stack(out.scores, dim=1))  # [batch, steps]
-    new = out.sequences[:, -len(out.scores):]
-    after_eos = (new == EOS).long().cumsum(dim=1) - (new == EOS).long() > 0
-    return lt.check_gap(gaps.masked_fill(after_eos, math.inf).min(), what)
+    processor), up to each row's EOS (``lt.scores_gap``): the printed choices hold on any CPU."""
+    return lt.check_gap(lt.scores_gap(out, EOS), what)
 
 
 # %% [markdown]

@@ -161,6 +161,23 @@ def test_greedy_gap_of_a_left_padded_batch_ignores_what_follows_eos(model, tok):
         lt.greedy_gap(model, out.sequences, out.sequences.shape[1])
 
 
+def test_scores_gap_counts_each_row_up_to_its_eos():
+    from types import SimpleNamespace
+
+    eos, pad = 9, 0
+    # two rows, three steps; row 0 says EOS at step 1, then gets pads chosen from a near-tie
+    scores = (torch.tensor([[5.0, 3.0, 0.0], [4.0, 1.0, 0.0]]),
+              torch.tensor([[2.0, 1.5, 0.0], [6.0, 2.0, 0.0]]),
+              torch.tensor([[1.0, 1.0, 0.99], [7.0, 3.0, 0.0]]))
+    sequences = torch.tensor([[1, 2, 7, eos, pad], [1, 2, 7, 7, 7]])
+    out = SimpleNamespace(scores=scores, sequences=sequences)
+    assert lt.scores_gap(out, eos) == 0.5  # row 0 at its EOS step; its pad step (gap 0) not counted
+    assert lt.scores_gap(out, [3, eos]) == 0.5
+    assert lt.scores_gap(out) == 0.0  # every step counts
+    with pytest.raises(ValueError, match="output_scores"):
+        lt.scores_gap(SimpleNamespace(scores=None, sequences=sequences))
+
+
 def test_a_next_token_table_with_a_tie_is_refused_under_the_suite(tok, checking):
     logits = torch.zeros(len(tok))
     logits[[5, 6]] = 3.0  # two tokens tied at the top: their order is up to the CPU
