@@ -5,7 +5,9 @@ In the order the notebooks meet them:
 - ``tokens``: a text's tokens, shown with their ids; token counts (notebook 01).
 - ``chat``: prompts through the tokenizer's chat template (01).
 - ``models``, ``embedded``, ``measure``: loading a model, the offline model, its bytes and
-  parameters, generation timings, comparing two models' next-token distributions (02).
+  parameters (02).
+- ``timing``: wall-clock seconds of a block, of one ``generate`` call, of interleaved runs (02, 07).
+- ``compare``: how far two models' next-token distributions are apart: KL, top-1 agreement (02).
 - ``forward``: texts into one padded batch, one forward pass (03).
 - ``next_token``: the next-token distribution as a top-k table; its entropy (03).
 - ``logprobs``: a text's token log-probabilities and perplexity (03).
@@ -114,8 +116,8 @@ __all__ = [
 # Modules whose public names (their ``__all__``) are re-exported lazily, on first use:
 # ``llm_tutorial.generate`` imports ``llm_tutorial.generation`` only when you ask for it.
 _LAZY_MODULES = ("stable", "bench", "forward", "logprobs", "next_token", "surprise", "logit_lens", "repetition",
-                 "measure", "steps", "generation", "sampling", "capture", "tokens", "chat", "roofline",
-                 "constrain", "conversation", "speculative")
+                 "measure", "timing", "compare", "steps", "generation", "sampling", "capture", "tokens", "chat",
+                 "roofline", "constrain", "conversation", "speculative")
 
 
 def __getattr__(name: str):

@@ -10,10 +10,12 @@ no cache against a cache); notebook 04 draws the same measurement.
   run ``repeats`` times, interleaved, keeping the fastest duration of every step.
 - ``speed_ratios``: tokens per second of one loop over another, from those times.
 - ``time_batched_steps``: seconds of one decoding step for several batch sizes (notebook 07).
-- ``time_runs``: the fastest of a few interleaved runs of each of several calls (notebook 07).
 - ``time_speedups``: tokens per second of prompt-lookup and speculative decoding over greedy
   ``generate`` on one prompt, with their counted work; ``COPY_TASK``, a prompt whose answer
   copies it (notebook 07 §4).
+
+``time_speedups`` times its runs with ``lt.time_runs``, which is in ``timing`` with the other
+timing helpers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from __future__ import annotations
 import math
 import time
 
-__all__ = ["COPY_TASK", "LOOPS", "speed_ratios", "time_batched_steps", "time_decoding", "time_runs", "time_speedups"]
+from .timing import _synchronize, time_runs
+
+__all__ = ["COPY_TASK", "LOOPS", "speed_ratios", "time_batched_steps", "time_decoding", "time_speedups"]
 
 LOOPS = ("no cache", "hand loop, cache", "generate()")
 COPY_TASK = ("Repeat this text exactly, word for word: Water boils at 100 degrees Celsius at sea level. At higher "
@@ -129,37 +133,6 @@ def speed_ratios(times: dict[str, list[float]], n: int | None = None) -> dict[st
     if "hand loop, cache" in last and "no cache" in last:
         ratios["cache / no cache"] = last["no cache"] / last["hand loop, cache"]
     return ratios
-
-
-def _synchronize(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_runs(runs: dict, *, repeats: int = 2) -> tuple[dict[str, float], dict]:
-    """Call each zero-argument function of ``runs`` (name -> function) ``repeats`` times,
-    interleaved so that all see the same load, and return ``(seconds, results)``: the fastest
-    wall-clock seconds of each, and what its last call returned.
-
-    >>> seconds, results = time_runs({"sum": lambda: sum(range(100))}, repeats=1)
-    >>> results["sum"], seconds["sum"] >= 0
-    (4950, True)
-    """
-    from .arguments import check_int
-
-    check_int(repeats, "repeats", low=1)
-    if not isinstance(runs, dict) or not runs or not all(callable(f) for f in runs.values()):
-        raise TypeError("runs must be a non-empty dict of name -> function with no arguments")
-    seconds = dict.fromkeys(runs, math.inf)
-    results = {}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            results[name] = run()
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
-    return seconds, results
 
 
 def time_batched_steps(model, input_ids, batch_sizes=(1, 2, 4, 8, 16, 32), *, steps: int = 4) -> dict[int, float]:

@@ -130,7 +130,7 @@ def test_time_decoding_rejects_bad_arguments(model, tok):
 
 
 def test_batch_and_speedup_timers_reject_bad_arguments(model, tok):
-    from llm_tutorial.bench import time_batched_steps, time_runs, time_speedups
+    from llm_tutorial.bench import time_batched_steps, time_speedups
 
     ids = tok("Hi", return_tensors="pt").input_ids
     with pytest.raises(ValueError, match="one prompt"):
@@ -141,9 +141,5 @@ def test_batch_and_speedup_timers_reject_bad_arguments(model, tok):
         time_batched_steps(model, ids, (1, 0))
     with pytest.raises(ValueError, match="steps"):
         time_batched_steps(model, ids, steps=0)
-    with pytest.raises(TypeError, match="runs"):
-        time_runs({})
-    with pytest.raises(ValueError, match="repeats"):
-        time_runs({"x": lambda: 1}, repeats=0)
     with pytest.raises(ValueError, match="batch size 1"):
         time_speedups(model, tok(["Hi", "Yo"], return_tensors="pt", padding=True))

@@ -1,15 +1,10 @@
-"""Tests for llm_tutorial.measure: bytes, quantization constants, parameter counts, generation
-timing and next-token comparisons."""
-
-import math
+"""Tests for llm_tutorial.measure: bytes, quantization constants, parameter counts, decoder and
+linear layers."""
 
 import pytest
 import torch
 
 import llm_tutorial as lt
-from llm_tutorial import measure
-
-TEXT = "The cat sat on the mat because it was tired."
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +27,6 @@ def quantized(folder, **options):
         return AutoModelForCausalLM.from_pretrained(
             folder, quantization_config=BitsAndBytesConfig(**options), dtype=torch.bfloat16,
             device_map={"": "cpu"}).eval()
-
-
-# --- timer -------------------------------------------------------------------------------------
-
-def test_timer_measures_the_block(monkeypatch):
-    clock = iter([10.0, 10.25])  # a fake perf_counter: start, end
-    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
-    with lt.timer() as t:
-        assert math.isnan(t.seconds)
-    assert t.seconds == 0.25
-
-
-def test_timer_sets_seconds_even_when_the_block_raises():
-    with pytest.raises(KeyError), lt.timer() as t:
-        raise KeyError("x")
-    assert not math.isnan(t.seconds)  # set (no wall-clock value is asserted)
 
 
 # --- bytes -------------------------------------------------------------------------------------
@@ -255,137 +234,3 @@ def test_linear_layers_keep_their_names_after_quantization(tiny_llama_dir):
     after = lt.linear_layers(lt.decoder_layers(int8)[0])
     assert list(before) == list(after)
     assert {type(m).__name__ for m in after.values()} == {"Linear8bitLt"}
-
-
-# --- time_generation ---------------------------------------------------------------------------
-
-def test_time_generation_matches_generate(model, tok):
-    inputs = lt.chat_inputs(tok, "What is the capital of France?")
-    timing = lt.time_generation(model, inputs, max_new_tokens=12)
-    with torch.inference_mode():
-        expected = model.generate(**inputs, max_new_tokens=12, do_sample=False)
-    assert torch.equal(timing.sequences, expected)
-    new = expected[0, inputs["input_ids"].shape[1]:].tolist()
-    assert timing.prompt_length == inputs["input_ids"].shape[1]
-    assert timing.new_token_ids() == new
-    stop = new.index(tok.eos_token_id) + 1 if tok.eos_token_id in new else len(new)
-    assert timing.new_tokens == stop
-    rate = timing.tokens_per_second  # consistent with the counts, whatever the time was
-    assert rate * timing.seconds == pytest.approx(timing.new_tokens)
-
-
-def test_time_generation_counts_each_row_up_to_its_end(tiny_llama):
-    tok_left = lt.load_tokenizer(padding_side="left")
-    batch = tok_left(["Hello", "Write a long story about a dragon and a knight"], return_tensors="pt",
-                     padding=True)
-    free = lt.time_generation(tiny_llama, batch, max_new_tokens=6, eos_token_id=None)
-    assert free.new_tokens == 12
-    eos = int(free.sequences[0, -4])  # row 0's third new token: that row stops early
-    timing = lt.time_generation(tiny_llama, batch, max_new_tokens=6, eos_token_id=eos, warmup=True)
-    expected = 0
-    for row in timing.sequences[:, batch["input_ids"].shape[1]:].tolist():
-        expected += row.index(eos) + 1 if eos in row else len(row)
-    assert timing.new_tokens == expected < 12
-
-
-def test_time_generation_accepts_a_tensor(model, tok):
-    ids = tok("The capital of France is", return_tensors="pt").input_ids
-    timing = lt.time_generation(model, ids, max_new_tokens=2, min_new_tokens=2)
-    assert timing.new_tokens == 2 and timing.sequences.shape == (1, ids.shape[1] + 2)
-
-
-@pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError),
-                                            (True, TypeError), ("8", TypeError)])
-def test_time_generation_rejects_bad_max_new_tokens(model, tok, bad, error):
-    with pytest.raises(error, match="max_new_tokens"):
-        lt.time_generation(model, tok("Hi", return_tensors="pt"), max_new_tokens=bad)
-
-
-def test_time_generation_rejects_bad_inputs(model):
-    with pytest.raises(TypeError, match="inputs"):
-        lt.time_generation(model, [1, 2, 3])
-    with pytest.raises(ValueError, match="2-D"):
-        lt.time_generation(model, torch.tensor([1, 2, 3]))
-
-
-# --- next-token log-probs and comparisons ------------------------------------------------------
-
-def test_next_token_logprobs_shape_and_normalisation(model, tok):
-    enc = tok(TEXT, return_tensors="pt")
-    lp = lt.next_token_logprobs(model, enc)
-    assert lp.shape == (enc.input_ids.shape[1], model.config.vocab_size)
-    assert lp.dtype == torch.float32 and lp.device.type == "cpu"
-    assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[0]), atol=1e-4)
-    assert torch.equal(lt.next_token_logprobs(model, enc.input_ids[0]), lp)
-
-
-def test_next_token_logprobs_agree_with_token_logprobs(model, tok):
-    ids = tok(TEXT, return_tensors="pt").input_ids
-    lp = lt.next_token_logprobs(model, ids)
-    picked = lp[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
-    assert torch.allclose(picked, lt.token_logprobs(model, ids)[0], atol=1e-5)
-
-
-def test_next_token_logprobs_rejects_a_batch(model):
-    with pytest.raises(ValueError, match="one sequence"):
-        lt.next_token_logprobs(model, torch.ones(2, 3, dtype=torch.long))
-    with pytest.raises(TypeError, match="input_ids"):
-        lt.next_token_logprobs(model, [1, 2, 3])
-
-
-def test_compare_a_model_with_itself(model, tok):
-    ids = tok(TEXT, return_tensors="pt").input_ids
-    same = lt.compare_next_token(model, model, ids)
-    assert same.top1_agreement == 1.0 and same.mean_kl == 0.0 and same.max_kl == 0.0
-    assert same.max_abs_logprob_diff == 0.0
-    assert same.positions == ids.shape[1]
-    assert abs(same.perplexity - lt.perplexity(model, tok, TEXT)) < 1e-3
-    assert same.perplexity == same.reference_perplexity
-
-
-def test_compare_with_bfloat16(model, tok):
-    import copy
-
-    ids = tok(TEXT, return_tensors="pt").input_ids
-    reference = lt.next_token_logprobs(model, ids)
-    half = copy.deepcopy(model).to(torch.bfloat16)
-    result = lt.compare_next_token(reference, half, ids)
-    assert 0 < result.mean_kl < 0.05 and result.max_kl >= result.mean_kl
-    assert 0.7 <= result.top1_agreement <= 1.0
-    assert abs(result.perplexity - lt.perplexity(half, tok, TEXT)) < 1e-2 * result.perplexity
-    assert result.reference_perplexity == pytest.approx(lt.perplexity(model, tok, TEXT), rel=1e-4)
-    # a precomputed tensor and the model give the same comparison
-    assert lt.compare_next_token(reference, lt.next_token_logprobs(half, ids), ids) == result
-
-
-def test_compare_kl_and_agreement_by_hand():
-    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
-    q = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.6, 0.2]])
-    result = lt.compare_next_token(p.log(), q.log(), torch.tensor([0, 2]))
-    kl = (p * (p.log() - q.log())).sum(-1)
-    assert result.mean_kl == pytest.approx(float(kl.mean()), rel=1e-5)
-    assert result.max_kl == pytest.approx(float(kl.max()), rel=1e-5)
-    assert result.top1_agreement == 0.5
-    # one target: token 2 after position 0
-    assert result.perplexity == pytest.approx(1 / 0.1, rel=1e-5)
-    assert result.max_abs_logprob_diff == pytest.approx(0.0, abs=1e-6)
-
-
-def test_compare_without_ids_has_no_text_measures():
-    a = torch.log_softmax(torch.randn(4, 10), -1)
-    result = lt.compare_next_token(a, a)
-    assert result.perplexity is None and result.max_abs_logprob_diff is None
-
-
-def test_compare_rejects_bad_arguments(model):
-    a = torch.log_softmax(torch.randn(4, 10), -1)
-    with pytest.raises(ValueError, match="differ in shape"):
-        lt.compare_next_token(a, a[:3])
-    with pytest.raises(ValueError, match="input_ids has 3 tokens"):
-        lt.compare_next_token(a, a, torch.tensor([1, 2, 3]))
-    with pytest.raises(TypeError, match="reference must be a model"):
-        lt.compare_next_token("x", a)
-    with pytest.raises(ValueError, match="input_ids is needed"):
-        lt.compare_next_token(model, a)
-    with pytest.raises(ValueError, match="one sequence"):
-        lt.compare_next_token(a, a, torch.ones(2, 4, dtype=torch.long))
