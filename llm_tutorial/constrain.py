@@ -13,7 +13,9 @@
 Both processors work on what is generated after the prompt (its length is recorded at the first
 call of a generation: a call that is not the previous call's sequence one token longer, with the
 same prompt, starts a new generation), each row of a batch on its own; a row that has produced EOS is left
-alone (``generate`` pads it). The text is the generated tokens' bytes decoded as UTF-8, which is
+alone (``generate`` pads it). Use one processor per ``generate`` call, or call its ``reset()``
+between calls: a new call whose prompt is the previous call's output, one token longer, cannot be
+told from the next step of the same generation. The text is the generated tokens' bytes decoded as UTF-8, which is
 ``tokenizer.decode(ids, clean_up_tokenization_spaces=False)``.
 
 Where the two differ, by design (the tests check both):
@@ -25,8 +27,8 @@ Where the two differ, by design (the tests check both):
   fits (``a``, ``ay``). Where the next character is the only forced one, or where a token could
   run past the forced text, they agree.
 - Fragments of a character. The hand-written processor reasons on characters, so it never allows
-  a token that ends inside a multi-byte UTF-8 character (313 of the embedded vocabulary's 49,152
-  tokens are such fragments); llguidance reasons on bytes and allows them where the pattern admits
+  a token that ends inside a multi-byte UTF-8 character (``token_texts`` gives them no text);
+  llguidance reasons on bytes and allows them where the pattern admits
   such a character. A character with no token of its own (``𝔸``) is out of the hand-written
   processor's reach: ValueError.
 
@@ -281,7 +283,8 @@ def regex_processor(tokenizer, pattern: str, *, eos_token_id=None) -> RegexProce
     Each step tests the whole vocabulary (grouped by first character) with partial matching,
     ``regex.fullmatch(pattern, text + token, partial=True)``; the mask of each text is cached.
     ValueError for an invalid pattern, a pattern that can match nothing, or a vocabulary that
-    cannot start a match. If ``max_new_tokens`` runs out first, the text is only a prefix.
+    cannot start a match. If ``max_new_tokens`` runs out first, the text is only a prefix. One
+    processor per ``generate`` call (or ``reset()`` between calls): see the module's docstring.
 
     >>> proc = regex_processor(tok, r"(yes|no)")
     >>> [tok.decode(i) for i in proc.allowed_after("").nonzero()[0]]
@@ -364,7 +367,8 @@ def grammar_processor(tokenizer, *, regex: str | None = None, json_schema=None,
     ``regex`` (Rust ``regex`` syntax: ``\\d`` is any Unicode digit, as in Python), or a JSON
     document valid for ``json_schema`` (a dict or a JSON string), written on one line with
     ``", "`` and ``": "`` as separators. Give exactly one of the two. Works offline: llguidance
-    reads the tokenizer object itself.
+    reads the tokenizer object itself. One processor per ``generate`` call (or ``reset()``
+    between calls): see the module's docstring.
 
     >>> proc = grammar_processor(tok, regex=r"(yes|no)")
     >>> [tok.decode(i) for i in allowed_tokens(proc, tok("Q", return_tensors="pt").input_ids)[0].nonzero()[:, 0]]
@@ -398,8 +402,8 @@ def allowed_tokens(processor, input_ids, *, prompt_length: int | None = None) ->
     """The tokens ``processor`` allows after ``input_ids``: a bool mask ``[batch, vocab]``.
 
     ``prompt_length`` says where the generated part starts; without it, the processor's own rule
-    applies (the first call of a generation records it). Works for any processor that sets
-    disallowed scores to ``-inf``.
+    applies (the first call of a generation records it). ``processor`` is one of this module's
+    processors (it knows its vocabulary size); the mask is where it leaves a finite score.
 
     >>> ids = tok("Year:", return_tensors="pt").input_ids
     >>> allowed_tokens(regex_processor(tok, r"[0-9]{4}"), ids).sum().item()

@@ -144,9 +144,28 @@ class CachedChat:
                     "answer's text tokenizes differently from the generated tokens)")
         if self.on_mismatch == "raise":
             raise ValueError(mismatch)
-        warnings.warn(f"{mismatch}; recomputing {len(self.cached_ids) - keep} position(s)",
-                      CacheMismatchWarning, stacklevel=3)
         return keep, mismatch
+
+    def _answer(self, prompt_ids: list[int], max_new_tokens: int, **generate_kwargs):
+        """Check the context and the cache, then generate over what can be kept."""
+        context = context_length(self.model)
+        if context is not None and len(prompt_ids) + max_new_tokens > context:
+            raise ValueError(f"the conversation ({len(prompt_ids)} tokens) plus max_new_tokens={max_new_tokens} "
+                             f"does not fit the model's context of {context}: reset() or ask for fewer tokens")
+        keep, mismatch = self._reusable(prompt_ids)
+        cache = _crop(self.cache, keep) if keep else None
+        if cache is None:
+            keep = 0
+        if mismatch is not None:
+            warnings.warn(f"{mismatch}; recomputing {len(self.cached_ids) - keep} position(s)",
+                          CacheMismatchWarning, stacklevel=3)
+        input_ids = torch.tensor([prompt_ids], device=self.model.device)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with torch.inference_mode():
+            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), past_key_values=cache,
+                                      max_new_tokens=max_new_tokens, pad_token_id=pad, return_dict_in_generate=True,
+                                      output_logits=True, **generate_kwargs)
+        return prompt_ids, keep, mismatch, out
 
     def say(self, text: str, *, max_new_tokens: int = 64, **generate_kwargs) -> str:
         """Send ``text`` as the user, generate the answer over the cache, and return its text."""
@@ -156,24 +175,17 @@ class CachedChat:
         for key in ("past_key_values", "input_ids", "attention_mask", "return_dict_in_generate"):
             if key in generate_kwargs:
                 raise ValueError(f"{key} is managed by CachedChat; leave it out")
+        for key in ("num_beams", "num_return_sequences"):
+            if generate_kwargs.get(key, 1) != 1:
+                raise ValueError(f"{key} must be 1: a CachedChat keeps one answer and its cache")
         generate_kwargs.setdefault("do_sample", False)
         self.messages.append({"role": "user", "content": text})
-        prompt_ids = self.render()
-        context = context_length(self.model)
-        if context is not None and len(prompt_ids) + max_new_tokens > context:
+        try:  # a turn that fails leaves the conversation as it was
+            prompt_ids, keep, mismatch, out = self._answer(prompt_ids=self.render(), max_new_tokens=max_new_tokens,
+                                                           **generate_kwargs)
+        except BaseException:
             self.messages.pop()
-            raise ValueError(f"the conversation ({len(prompt_ids)} tokens) plus max_new_tokens={max_new_tokens} "
-                             f"does not fit the model's context of {context}: reset() or ask for fewer tokens")
-        keep, mismatch = self._reusable(prompt_ids)
-        cache = _crop(self.cache, keep) if keep else None
-        if cache is None:
-            keep = 0
-        input_ids = torch.tensor([prompt_ids], device=self.model.device)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), past_key_values=cache,
-                                      max_new_tokens=max_new_tokens, pad_token_id=pad, return_dict_in_generate=True,
-                                      output_logits=True, **generate_kwargs)
+            raise
         sequence = out.sequences[0].tolist()
         reply_ids = sequence[len(prompt_ids):]
         reply = self.tokenizer.decode(reply_ids, skip_special_tokens=True)

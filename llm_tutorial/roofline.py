@@ -22,9 +22,8 @@ activations, norms, softmax and other elementwise work are small next to them an
 
 from __future__ import annotations
 
-import time
-
 from .arguments import check_int, check_number
+from .timing import time_runs
 
 __all__ = [
     "attention_shape",
@@ -38,23 +37,11 @@ __all__ = [
 ]
 
 
-def _best_seconds(work, repeats: int, device) -> float:
-    """Fastest of ``repeats`` timed calls of ``work()``, after one untimed warm-up call."""
-    import torch
-
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+def _best_seconds(work, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``work()`` (GPU kernels waited for), after one
+    untimed warm-up call."""
     work()
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        work()
-        synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return time_runs({"work": work}, repeats=repeats)[0]["work"]
 
 
 def _device(device):
@@ -77,7 +64,7 @@ def memory_bandwidth(nbytes: int = 2**28, *, repeats: int = 3, device=None) -> f
     check_int(repeats, "repeats", low=1)
     device = _device(device)
     data = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    return data.nbytes / _best_seconds(data.sum, repeats, device)
+    return data.nbytes / _best_seconds(data.sum, repeats)
 
 
 def matmul_flops(size: int = 1024, *, repeats: int = 3, dtype=None, device=None) -> float:
@@ -95,7 +82,7 @@ def matmul_flops(size: int = 1024, *, repeats: int = 3, dtype=None, device=None)
     device = _device(device)
     a = torch.randn(size, size, dtype=dtype or torch.float32, device=device)
     b = torch.randn(size, size, dtype=dtype or torch.float32, device=device)
-    return 2 * size**3 / _best_seconds(lambda: a @ b, repeats, device)
+    return 2 * size**3 / _best_seconds(lambda: a @ b, repeats)
 
 
 def attention_shape(config) -> dict[str, int]:

@@ -349,10 +349,16 @@ def speculative_sample(target_probs, draft_probs, draft_tokens, *, generator=Non
     >>> speculative_sample(p, torch.tensor([[1.0, 0.0]]), torch.tensor([0]))  # a guess of 0 never
     [1]
     """
+    for name, value in (("target_probs", target_probs), ("draft_probs", draft_probs), ("draft_tokens", draft_tokens)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, not {type(value).__name__}")
+    if draft_tokens.dim() != 1 or draft_tokens.is_floating_point():
+        raise ValueError(f"draft_tokens must be a 1-D tensor of token ids, got shape {tuple(draft_tokens.shape)}")
     k = len(draft_tokens)
-    if tuple(target_probs.shape[:1]) != (k + 1,) or tuple(draft_probs.shape[:1]) != (k,):
-        raise ValueError(f"target_probs must be [k + 1, vocab] and draft_probs [k, vocab] for k = {k} "
-                         f"draft_tokens, got {tuple(target_probs.shape)} and {tuple(draft_probs.shape)}")
+    if (target_probs.dim() != 2 or draft_probs.dim() != 2 or target_probs.shape[0] != k + 1
+            or draft_probs.shape[0] != k or target_probs.shape[1] != draft_probs.shape[1]):
+        raise ValueError(f"target_probs must be [k + 1, vocab] and draft_probs [k, vocab] (the same vocab) for "
+                         f"k = {k} draft_tokens, got {tuple(target_probs.shape)} and {tuple(draft_probs.shape)}")
     kept = []
     for i, token in enumerate(draft_tokens.tolist()):
         p, q = target_probs[i], draft_probs[i]

@@ -74,6 +74,15 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _synchronize_all() -> None:
+    """Wait for every kernel queued on the GPU (nothing to do without CUDA): a timed call that
+    launched GPU work is over only when its kernels are."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_generation(model, inputs, *, max_new_tokens: int = 32, warmup: bool = False,
                     **generate_kwargs) -> GenerationTiming:
     """Run ``model.generate`` once (greedy unless ``generate_kwargs`` say otherwise) and time it.
@@ -123,7 +132,8 @@ def time_generation(model, inputs, *, max_new_tokens: int = 32, warmup: bool = F
 def time_runs(runs: dict, *, repeats: int = 2) -> tuple[dict[str, float], dict]:
     """Call each zero-argument function of ``runs`` (name -> function) ``repeats`` times,
     interleaved so that all see the same load, and return ``(seconds, results)``: the fastest
-    wall-clock seconds of each, and what its last call returned.
+    wall-clock seconds of each, and what its last call returned. On a GPU each timed call ends
+    when its kernels have finished, not when they were queued.
 
     >>> seconds, results = time_runs({"sum": lambda: sum(range(100))}, repeats=1)
     >>> results["sum"], seconds["sum"] >= 0
@@ -136,7 +146,9 @@ def time_runs(runs: dict, *, repeats: int = 2) -> tuple[dict[str, float], dict]:
     results = {}
     for _ in range(repeats):
         for name, run in runs.items():
+            _synchronize_all()
             start = time.perf_counter()
             results[name] = run()
+            _synchronize_all()
             seconds[name] = min(seconds[name], time.perf_counter() - start)
     return seconds, results

@@ -77,6 +77,7 @@ def test_a_template_that_re_renders_earlier_turns(tiny_gpt2, tokenizer):
     strict.say("hello", max_new_tokens=3)
     with pytest.raises(ValueError, match="differs from the cached tokens at position"):
         strict.say("again", max_new_tokens=3)
+    assert [m["role"] for m in strict.messages] == ["user", "assistant"]  # the refused turn is not kept
 
 
 def test_arguments(tiny_gpt2, tokenizer):
@@ -90,6 +91,12 @@ def test_arguments(tiny_gpt2, tokenizer):
     with pytest.raises(ValueError, match="does not fit the model's context of 32"):
         chat.say("Hi", max_new_tokens=40)
     assert len(chat.messages) == 1  # the refused message is not kept
+    for key in ("num_return_sequences", "num_beams"):
+        with pytest.raises(ValueError, match=f"{key} must be 1"):
+            chat.say("Hi", max_new_tokens=2, **{key: 2})
+    with pytest.raises(ValueError):  # generate's own refusal: the turn is not kept either
+        chat.say("Hi", max_new_tokens=2, temperature=-1.0, do_sample=True)
+    assert len(chat.messages) == 1
     chat.say("Hi", max_new_tokens=2)
     chat.reset()
     assert chat.messages == [{"role": "system", "content": "Be brief"}] and chat.cache is None

@@ -312,3 +312,9 @@ def test_speculative_sample_edge_cases():
     assert speculative_sample(greedy_p, torch.eye(3)[guesses], guesses) == [2, 0]  # the greedy rule
     with pytest.raises(ValueError, match="target_probs"):
         speculative_sample(p[:2], p[:2], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="the same vocab"):
+        speculative_sample(p, torch.ones(2, 3) / 3, torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="draft_tokens must be a torch.Tensor"):
+        speculative_sample(p, p[:2], [0, 1])
+    with pytest.raises(ValueError, match="1-D tensor of token ids"):
+        speculative_sample(p, p[:2], torch.tensor([0.0, 1.0]))
