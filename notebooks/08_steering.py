@@ -224,6 +224,7 @@ assert torch.equal(ban(logits, seen, both), NoBadWordsLogitsProcessor(both, eos_
 # ... and inside generate: the scores it chose from at every step, from the raw logits
 for t, (raw, scores) in enumerate(zip(banned.logits, banned.scores, strict=True)):
     assert torch.equal(ban(raw, banned.sequences[:, :P_CAP + t], [ids_of(" Paris")]), scores)
+assert issubclass(NoBadWordsLogitsProcessor, SequenceBiasLogitsProcessor)
 print("ban by hand == NoBadWordsLogitsProcessor == generate(bad_words_ids=...), at every step")
 
 # %% [markdown]
@@ -252,6 +253,7 @@ assert "paris" not in every_text.lower()
 spelled = ids_of("P") + ids_of("aris")
 print(tokens_of(spelled), "decodes to", repr(tokenizer.decode(spelled)))
 assert tokenizer.decode(spelled) == "Paris" and spelled not in [ids_of(form) for form in FORMS]
+assert [ids_of("PAR")[0]] not in [ids_of(form) for form in FORMS]  # "PAR" alone is in no list
 
 # %% [markdown]
 # A bias is the soft version: it moves a logit by a fixed amount, and the token still wins if it
@@ -472,13 +474,18 @@ for t, mask in enumerate(hand_city.masks):
     assert not (by_library & ~mask).any()  # never more than by hand
     fewer += bool((mask & ~by_library).any())
 assert fewer > 0
+unconstrained = answer(question, max_new_tokens=6)
+closest_call(unconstrained, "the unconstrained city")
+unconstrained_text = tokenizer.decode(unconstrained.sequences[0, P_Q:], skip_special_tokens=True)
+print("unconstrained:", repr(unconstrained_text))
+assert unconstrained_text.startswith("The capital of France is")
 
 # %% [markdown]
 # Two lessons. First, the answer is Lyon. Unconstrained, the model starts with "The capital of
 # France is": with that ruled out, its best first token among the allowed ones was `"L"`, and a
 # constraint never looks ahead. Let the pattern (or the prompt) leave room for the words the model
-# wants to write first (exercise 1). The date above is wrong probably for the same reason: the
-# model wanted to write the month as a word. Second, once the text is `"L"`, the rest (`"yon."`)
+# wants to write first (exercise 1). The date above is wrong probably for the same reason: free,
+# the model starts with "Apollo 11 landed on the Moon on", not with a digit. Second, once the text is `"L"`, the rest (`"yon."`)
 # is forced, and llguidance then allows only the first token of the tokenizer's own split of it
 # (`"yon"`, its "fast-forward" tokens), where the hand-written processor allows every token that
 # fits. Both keep the text a match; the library also keeps the tokens the way the model saw them in
@@ -526,6 +533,9 @@ rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_
 people = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
 P_PEOPLE = people["input_ids"].shape[1]
 N_JSON = 40
+# the schema's longest document, one token per character (an escape or a character of several
+# bytes could take more): a bound on the constrained answer's length, which ends at EOS anyway
+N_SCHEMA = len(json.dumps({"name": "x" * 16, "age": 120, "colours": ["x" * 10] * 3}))
 
 
 def answers_of(sequences):
@@ -555,10 +565,11 @@ assert all(map(valid, answers_of(json_out.sequences)))
 twice = {key: value.repeat_interleave(2, dim=0) for key, value in people.items()}
 valid_count = {name: sum(map(valid, answers_of(out.sequences))) for name, out in (("free", free_json),
                                                                                    ("schema", json_out))}
-for name, processors in (("free", []), ("schema", [lt.grammar_processor(tokenizer, json_schema=SCHEMA)])):
+for name, processors, n in (("free", [], N_JSON),
+                            ("schema", [lt.grammar_processor(tokenizer, json_schema=SCHEMA)], N_SCHEMA)):
     torch.manual_seed(0)
     with torch.inference_mode():
-        sampled = model.generate(**twice, max_new_tokens=N_JSON, do_sample=True, top_k=50, logits_processor=processors)
+        sampled = model.generate(**twice, max_new_tokens=n, do_sample=True, top_k=50, logits_processor=processors)
     for text in answers_of(sampled):
         print(f"{name:<7} valid: {valid(text)!s:<5} {text[:90]!r}")
         valid_count[name] += valid(text)
@@ -570,7 +581,8 @@ assert valid_count["schema"] == total and valid_count["free"] < total
 # %% [markdown]
 # The schema guarantees the *form*, not the content: the model still chooses the name, the age and
 # the colours, and a constraint it finds very unlikely can lead it to odd strings. A schema also
-# cannot make a model finish within `max_new_tokens`: bounded strings and arrays help.
+# cannot make a model finish within `max_new_tokens`: bounded strings and arrays give a bound on the
+# length, which the sampled run above takes as its `max_new_tokens`.
 #
 # ## 4. A chat that reuses its cache
 #
@@ -751,6 +763,10 @@ closest_call(after, "the answer without France")
 after_text = tokenizer.decode(after.sequences[0, P_EIFFEL:], skip_special_tokens=True)
 print(repr(after_text))
 assert "france" not in after_text.lower() and len(forms) == 6
+before = answer(eiffel, max_new_tokens=16)
+closest_call(before, "the answer with France")
+before_text = tokenizer.decode(before.sequences[0, P_EIFFEL:], skip_special_tokens=True)
+assert before_text == "The Eiffel Tower is located in Paris, France, France."
 
 # %% tags=["solution"] jupyter={"source_hidden": true, "outputs_hidden": true}
 with lt.capture() as got_3:
