@@ -268,9 +268,10 @@ print("bitsandbytes said:", sorted(set(running.messages)) or "nothing")
 # %% [markdown]
 # The bytes are certain: int8 reads a quarter of float32's, nf4 an eighth (plus their scales).
 # The times are this CPU's: a quantized format pays off only where its kernel unpacks the weights
-# as fast as they stream in. On many CPUs the int8 layer (which also converts its input to
-# float16, as bitsandbytes says) or the nf4 layer comes out slower than float32 despite the
-# smaller bytes: look at the GB/s column, the bytes each format actually moved per second. On a
+# as fast as they stream in. Look at the GB/s column, the bytes each format actually moved per
+# second: where the int8 layer (which also converts its input to float16, as bitsandbytes says)
+# or the nf4 layer moves its bytes more slowly than float32 does, its unpacking, not the memory,
+# sets its time, and whether it still beats float32 depends on the CPU. On a
 # GPU the fused kernels usually do turn fewer bytes into more tokens.
 #
 # The **roofline plot**: the attainable FLOP/s at each arithmetic intensity is
@@ -309,8 +310,8 @@ for b in BATCHES:
 assert lt.forward_bytes(model, 1, past_tokens=P, batch_size=32) < 1.1 * lt.forward_bytes(model, 1, past_tokens=P)
 
 # %% [markdown]
-# So as long as a step stays memory-bound, a batch of *B* costs about as much time as one sequence
-# and makes *B* times the tokens. Once the intensity passes the ridge point the arithmetic takes
+# So as long as a step stays memory-bound, a step of *B* rows costs far less than *B* steps of one
+# row, and makes *B* times the tokens. Once the intensity passes the ridge point the arithmetic takes
 # over and the time per step grows with *B*: throughput levels off and each user waits longer per
 # token. `lt.time_batched_steps` (in `llm_tutorial/bench.py`) prefills the prompt once, copies its
 # cache into every row (`cache.batch_repeat_interleave`) and times a few decoding steps at each
@@ -345,9 +346,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Throughput grows almost in proportion to the batch at first, then bends where the step stops
-# being memory-bound (a CPU's ridge point is low, a few FLOPs per byte, so the bend comes after a
-# handful of rows; a GPU's ridge point is in the hundreds, and batches of hundreds still gain).
+# Throughput grows with the batch (from batch 1 to 2 it may not: batch 1 runs matrix-vector
+# kernels, larger batches matrix-matrix ones, and which are faster depends on the machine), then
+# levels off where the step stops being memory-bound (a CPU's ridge point is low, a few FLOPs per
+# byte, so the bend comes after a handful of rows; a GPU's ridge point is in the hundreds, and batches of hundreds still gain).
 # This is why a server batches the requests of many users, and why one laptop user sees none of
 # that gain.
 #
@@ -361,17 +363,19 @@ plt.show()
 per_token = lt.kv_cache_bytes_per_token(model)
 held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
 model_bytes = lt.weight_bytes(model)
-crossing = model_bytes / per_token
+crossing = model_bytes // per_token  # whole tokens, from integer byte counts
 limit = lt.context_length(model)
 print(f"KV cache: 2 x {shape['layers']} layers x {shape['kv_heads']} heads x {shape['head_dim']} x "
       f"{model.dtype.itemsize} bytes = {per_token:,} bytes per token")
-print(f"the weights: {model_bytes:,} bytes = the cache of {lt.fmt(crossing, 3, kind='exact')} tokens "
+print(f"the weights: {model_bytes:,} bytes = the cache of {crossing:,} tokens "
       f"(context length {limit:,})")
 for tokens in (1024, limit):
     print(f"  {tokens:6,} tokens: " + ", ".join(f"batch {b}: {lt.fmt(b * tokens * per_token / 1e9, decimals=2, kind='exact')} GB"
                                               for b in (1, 8, 32)))
 assert held == per_token * cache.get_seq_length()
 assert per_token == 2 * shape["layers"] * shape["kv_heads"] * shape["head_dim"] * model.dtype.itemsize
+assert limit * per_token < model_bytes  # one sequence at full context: less than the weights
+assert 8 * limit * per_token > 3 * model_bytes  # a batch of 8 at full context: several times more
 
 # %% [markdown]
 # For this small model one sequence at its full context needs less memory than the weights, but a
@@ -416,11 +420,12 @@ print(f"KV cache: {kv_8b // 1024} KiB per token; at 131072 tokens {lt.fmt(131072
 print(f"without GQA (32 key/value heads): {kv_8b_no_gqa // 1024} KiB per token, outweighs the model "
       f"after {int(weights_8b / kv_8b_no_gqa):,} tokens")
 assert params_8b == 8_030_261_248 and kv_8b == 2 * 32 * 8 * 128 * 2 == kv_8b_no_gqa // 4
+assert llama8b.max_position_embeddings * kv_8b > weights_8b  # a full-context sequence outweighs the model
 
 # %% [markdown]
 # Grouped-query attention shares each key/value head among 4 query heads and so divides the cache
 # by 4: this is what makes 128k-token contexts affordable at all. Even so, one full-context
-# sequence needs as much memory as the whole model.
+# sequence needs more memory than the whole model.
 #
 # ## 4. Prompt-lookup decoding, by hand
 #
@@ -597,6 +602,7 @@ def speculative(target, draft, ids, max_new_tokens, eos_id, k=4):
 
 # %%
 early = lt.early_exit_draft(model, 4)
+assert 0.25 < lt.forward_bytes(early, 1, past_tokens=P_OPEN) / lt.forward_bytes(model, 1, past_tokens=P_OPEN) < 0.4
 spec_seconds, spec_runs = lt.time_runs({
     "bfloat16 draft, by hand": lambda: speculative(model, half, open_task["input_ids"], N_OPEN, EOS),
     "early-exit draft": lambda: lt.speculative_generate(model, early, open_task["input_ids"], open_task["attention_mask"],
@@ -730,7 +736,7 @@ else:
 #
 # | what | what it does | which limit of this notebook it attacks |
 # |---|---|---|
-# | continuous batching | new requests join the running batch at any step, finished ones leave | §2: a step costs the same for 1 or 8 rows, so keep the batch full |
+# | continuous batching | new requests join the running batch at any step, finished ones leave | §2: a step of 8 rows costs far less than 8 steps of one row, so keep the batch full |
 # | paged KV cache (PagedAttention) | the cache lives in fixed-size blocks, allocated as a sequence grows | §3: no memory reserved for the longest possible answer, so more sequences fit |
 # | prefix caching | requests that share a prompt prefix (a system prompt, a document) share its cache blocks | §3 and prefill: the shared prefix is computed and stored once |
 # | speculative decoding | n-gram (prompt lookup), draft models, trained heads (Medusa, EAGLE) | §4-5: several tokens per pass of the big model |
