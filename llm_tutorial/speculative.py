@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .arguments import check_bool, check_int
+from .conversation import common_prefix_length  # the same question as a cached chat asks
 from .forward import context_length
 from .generation import _check_inputs, _default_mask, _token_ids
 from .steps import _accepts, position_ids_from_mask
@@ -120,7 +121,7 @@ class _ModelDrafter:
 
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor, room: int) -> list[int]:
         text = tokens[0].tolist()
-        keep = _common_prefix(self.cached, text)
+        keep = common_prefix_length(self.cached, text)
         _crop(self.cache, keep)
         self.cached = text[:keep]
         device = self.model.device
@@ -158,13 +159,6 @@ def _crop(cache, length: int) -> None:
         cache.crop(-extra)  # a negative count removes that many positions from the end
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 @torch.no_grad()
 def _run(model, ids, mask, cache, keep: int):
     """Feed the tokens of ``ids`` ``[1, len]`` that the cache does not hold yet; return the float32
@@ -197,7 +191,7 @@ def _speculate(model, input_ids, mask, max_new_tokens, eos_ids, propose, stats):
         guessed_mask = torch.cat([mask, mask.new_ones(1, len(draft))], dim=1)
         logits = _run(model, guessed, guessed_mask, cache, keep=len(draft) + 1)
         choices = logits.argmax(dim=-1).tolist()
-        agreed = _common_prefix(draft, choices)
+        agreed = common_prefix_length(draft, choices)
         kept = _through_eos(draft[:agreed] + [choices[agreed]], eos)
         stats.forward_calls += 1
         stats.drafted += len(draft)
